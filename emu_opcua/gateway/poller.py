@@ -1,0 +1,347 @@
+"""Polling one meter: a fast group over Modbus TCP and slow groups over HTTP.
+
+One ``MeterPoller`` per meter, each group its own task, so a slow or dead meter never
+delays another meter, and a slow HTTP endpoint never delays the Modbus values of the same
+meter. What the poller learns goes to a ``MeterSink`` (the OPC UA publisher).
+
+Groups (intervals from the configuration):
+- fast (1 s): measurements from Modbus; from ``meterdata.json`` instead while the meter's
+  Modbus server is off (``mbactive`` false) or the register map failed the cross-check.
+- extremes (5 s): ``meterdata.json`` min/max with their times; every ``crosscheck``
+  seconds also a Modbus read right before it, compared with ``cross_check``.
+- status (60 s): ``status.json`` (identity, configuration, Modbus port when "auto") and
+  the newest datalog row (quantities only the datalog carries: reactive energy, neutral
+  current).
+
+Failures: exponential backoff with jitter per group; values keep their last value as
+Uncertain, then turn Bad after ``stale_after`` (see ``health``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from attrs import define, field, frozen
+
+from emu_opcua.clients.backoff import Backoff
+from emu_opcua.clients.http import MeterHttpClient
+from emu_opcua.clients.modbus import MeterModbusClient
+from emu_opcua.errors import EmuError, ModbusDisabled, RegisterMapMismatch
+from emu_opcua.gateway.health import ConnectionState, SourceHealth
+from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE
+from emu_opcua.meter.crosscheck import CrossCheckResult, cross_check
+from emu_opcua.meter.datalog import DatalogRow
+from emu_opcua.meter.meterdata import Extremes, MeterData
+from emu_opcua.meter.registers import RegisterMap
+from emu_opcua.meter.status import MeterStatus
+
+log = logging.getLogger(__name__)
+
+#: Quantities read every fast poll over Modbus (identity registers are read by the
+#: cross-check only).
+FAST_CODES: tuple[str, ...] = tuple(q.code for q in CATALOGUE if q.is_measurement and q.modbus)
+#: Quantities only the datalog carries.
+DATALOG_ONLY_CODES: tuple[str, ...] = tuple(
+    q.code for q in CATALOGUE if q.is_measurement and q.datalog and not q.meterdata and not q.modbus
+)
+
+SOURCE_MODBUS = "modbus"
+SOURCE_HTTP_MODBUS_OFF = "http (modbus disabled)"
+SOURCE_HTTP_MISMATCH = "http (register map mismatch)"
+
+
+@frozen
+class PollSettings:
+    fast_interval: float = 1.0
+    extremes_interval: float = 5.0
+    status_interval: float = 60.0
+    crosscheck_interval: float = 30.0
+    stale_after: float = 10.0  # seconds of failure before Uncertain turns Bad
+    max_backoff: float = 60.0
+    #: consecutive failed cross-checks before the HTTP values replace the Modbus ones
+    crosscheck_failures_to_switch: int = 2
+
+
+@frozen
+class Diagnostics:
+    connection_state: ConnectionState
+    last_successful_poll: datetime | None
+    consecutive_failures: int
+    last_error: str
+    poll_duration_ms: float
+    crosscheck: str
+    crosscheck_ok: bool | None
+    data_source: str
+
+
+class MeterSink(Protocol):
+    """Where a poller puts what it learns (implemented by the OPC UA publisher)."""
+
+    async def measurements(self, values: Mapping[str, float], source_time: datetime) -> None: ...
+
+    async def measurements_failed(self, codes: tuple[str, ...], status: str) -> None: ...
+
+    async def extremes(self, extremes: Mapping[str, Extremes]) -> None: ...
+
+    async def extremes_failed(self, status: str) -> None: ...
+
+    async def status(self, status: MeterStatus) -> None: ...
+
+    async def diagnostics(self, diagnostics: Diagnostics) -> None: ...
+
+
+@define
+class PollStats:
+    """Counters for benchmarks and diagnostics: how punctual the fast group is."""
+
+    polls: int = 0
+    on_time: int = 0
+    failures: int = 0
+    max_lateness: float = 0.0
+
+
+@define
+class MeterPoller:
+    name: str
+    http: MeterHttpClient
+    modbus_factory: Callable[[int], MeterModbusClient]  # port -> client
+    sink: MeterSink
+    settings: PollSettings = PollSettings()
+    modbus_port: int | None = None  # None: "auto", taken from status.json
+    clock: Callable[[], float] = time.monotonic
+    stats: PollStats = field(factory=PollStats)
+
+    _fast: SourceHealth = field(init=False)
+    _extremes: SourceHealth = field(init=False)
+    _status: SourceHealth = field(init=False)
+    _modbus: MeterModbusClient | None = field(init=False, default=None)
+    _modbus_lock: asyncio.Lock = field(init=False, factory=asyncio.Lock)
+    _modbus_enabled: bool = field(init=False, default=True)
+    _status_known: asyncio.Event = field(init=False, factory=asyncio.Event)
+    _clock_offset: timedelta = field(init=False, default=timedelta(0))
+    _crosscheck: CrossCheckResult | None = field(init=False, default=None)
+    _crosscheck_failures: int = field(init=False, default=0)
+    _last_crosscheck: float = field(init=False, default=float("-inf"))
+    _data_source: str = field(init=False, default=SOURCE_MODBUS)
+    _auto_port: bool = field(init=False, default=False)
+    _serial: str | None = field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        s = self.settings.stale_after
+        self._fast = SourceHealth(stale_after=s)
+        self._extremes = SourceHealth(stale_after=max(s, 2 * self.settings.extremes_interval))
+        self._status = SourceHealth(stale_after=max(s, 2 * self.settings.status_interval))
+        if self.modbus_port is not None:
+            self._status_known.set()
+
+    # --- running ------------------------------------------------------------------
+    async def run(self) -> None:
+        """Poll until cancelled. Never raises for meter errors."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._loop("status", self.settings.status_interval, self._status, self._poll_status))
+                tg.create_task(self._loop("extremes", self.settings.extremes_interval, self._extremes, self._poll_extremes))
+                tg.create_task(self._fast_loop())
+        finally:
+            await self._close_modbus()
+
+    async def _loop(self, group: str, interval: float, health: SourceHealth,
+                    poll: Callable[[], Awaitable[None]]) -> None:
+        backoff = Backoff(initial=interval, maximum=max(interval, self.settings.max_backoff))
+        # Spread the first polls of many meters over one interval, so 1000 meters do not
+        # hit the same second.
+        await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
+        while True:
+            start = self.clock()
+            try:
+                await poll()
+            except EmuError as error:
+                health.record_failure(self.clock(), error, self.clock() - start)
+                await self._on_failure(group, health, error)
+                delay = backoff.next_delay()
+            else:
+                health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
+                backoff.reset()
+                delay = max(0.0, interval - (self.clock() - start))
+            await self._publish_diagnostics()
+            await asyncio.sleep(delay)
+
+    async def _fast_loop(self) -> None:
+        interval = self.settings.fast_interval
+        backoff = Backoff(initial=interval, maximum=max(interval, self.settings.max_backoff))
+        await self._status_known.wait()
+        await asyncio.sleep(random.uniform(0, interval))
+        deadline = self.clock()
+        while True:
+            start = self.clock()
+            lateness = start - deadline
+            try:
+                await self._poll_fast()
+            except EmuError as error:
+                self._fast.record_failure(self.clock(), error, self.clock() - start)
+                self.stats.failures += 1
+                await self._on_failure("fast", self._fast, error)
+                delay = backoff.next_delay()
+                deadline = self.clock() + delay
+            else:
+                end = self.clock()
+                self._fast.record_success(end, datetime.now(UTC), end - start)
+                backoff.reset()
+                self.stats.polls += 1
+                # On time: started within 10 % of an interval of its slot and done before
+                # the next slot.
+                if lateness <= 0.1 * interval and end - deadline <= interval:
+                    self.stats.on_time += 1
+                self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+                deadline += interval
+                if deadline < end:  # overran: skip the missed slots, keep the grid
+                    missed = int((end - deadline) // interval) + 1
+                    deadline += missed * interval
+                delay = deadline - end
+            await self._publish_diagnostics()
+            await asyncio.sleep(max(0.0, delay))
+
+    async def _on_failure(self, group: str, health: SourceHealth, error: EmuError) -> None:
+        if health.consecutive_failures == 1:
+            log.warning("meter %s: %s poll failed: %s", self.name, group, error)
+        quality = health.quality(self.clock())
+        if group == "fast":
+            await self.sink.measurements_failed(FAST_CODES, quality)
+        elif group == "extremes":
+            await self.sink.extremes_failed(quality)
+
+    # --- the groups ---------------------------------------------------------------
+    async def _poll_fast(self) -> None:
+        if self._data_source == SOURCE_MODBUS:
+            values = await self._read_modbus(FAST_CODES)
+            await self.sink.measurements(values, datetime.now(UTC) + self._clock_offset)
+        else:
+            data = await self.http.meterdata()
+            self._note_meter_time(data.meter_time)
+            await self.sink.measurements(data.values, data.meter_time)
+
+    async def _poll_extremes(self) -> None:
+        now = self.clock()
+        modbus_values = None
+        if (self._modbus_enabled and self._status_known.is_set()
+                and now - self._last_crosscheck >= self.settings.crosscheck_interval):
+            self._last_crosscheck = now
+            try:
+                modbus_values = await self._read_modbus(None)
+            except EmuError as error:  # the fast group reports Modbus trouble
+                log.debug("meter %s: cross-check Modbus read failed: %s", self.name, error)
+        data = await self.http.meterdata()
+        self._note_meter_time(data.meter_time)
+        if data.extremes is not None:
+            await self.sink.extremes(data.extremes)
+        if modbus_values is not None:
+            self._apply_crosscheck(modbus_values, data)
+        if self._data_source != SOURCE_MODBUS and self._fast.consecutive_failures:
+            # The fast group reads HTTP too in this mode; keep values fresh meanwhile.
+            await self.sink.measurements(data.values, data.meter_time)
+
+    async def _poll_status(self) -> None:
+        status = await self.http.status()
+        self._note_meter_time(status.meter_time)
+        await self.sink.status(status)
+        self._serial = status.serial
+        self._modbus_enabled = status.modbus_enabled
+        if self.modbus_port is None or self._auto_port:
+            self._auto_port = True
+            if status.modbus_port != self.modbus_port:
+                await self._close_modbus()
+                self.modbus_port = status.modbus_port
+        self._choose_source()
+        self._status_known.set()
+        if DATALOG_ONLY_CODES:
+            rows = await self.http.datalog(last=1)
+            if rows:
+                await self._publish_datalog_row(rows[0])
+
+    async def _publish_datalog_row(self, row: DatalogRow) -> None:
+        values = {code: row.value(BY_CODE[code]) for code in DATALOG_ONLY_CODES}
+        await self.sink.measurements(values, row.timestamp)
+
+    # --- helpers ------------------------------------------------------------------
+    async def _read_modbus(self, codes: tuple[str, ...] | None) -> dict[str, float]:
+        if not self._modbus_enabled:
+            raise ModbusDisabled(f"meter {self.name}: Modbus TCP is switched off (mbactive false)")
+        async with self._modbus_lock:
+            if self._modbus is None:
+                assert self.modbus_port is not None
+                self._modbus = self.modbus_factory(self.modbus_port)
+            try:
+                return await self._modbus.read_values(codes)
+            except EmuError:
+                # After a timeout the transaction ids may be out of step: start afresh.
+                await self._close_modbus_locked()
+                raise
+
+    async def _close_modbus(self) -> None:
+        async with self._modbus_lock:
+            await self._close_modbus_locked()
+
+    async def _close_modbus_locked(self) -> None:
+        client, self._modbus = self._modbus, None
+        if client is not None:
+            await client.close()
+
+    def _note_meter_time(self, meter_time: datetime | None) -> None:
+        """Track the meter clock's offset, so Modbus values get the meter's own time."""
+        if meter_time is not None:
+            offset = meter_time - datetime.now(UTC)
+            # The meter's clock has 1 s resolution; ignore sub-second jitter.
+            if abs((offset - self._clock_offset).total_seconds()) >= 1.0:
+                self._clock_offset = offset
+
+    def _apply_crosscheck(self, modbus_values: Mapping[str, float], data: MeterData) -> None:
+        result = cross_check(modbus_values, data, serial=self._serial)
+        self._crosscheck = result
+        if result.ok:
+            self._crosscheck_failures = 0
+        else:
+            self._crosscheck_failures += 1
+            if self._crosscheck_failures == 1:
+                log.warning("meter %s: %s", self.name, RegisterMapMismatch(result.summary()))
+        self._choose_source()
+
+    def _choose_source(self) -> None:
+        if not self._modbus_enabled:
+            source = SOURCE_HTTP_MODBUS_OFF
+        elif self._crosscheck_failures >= self.settings.crosscheck_failures_to_switch:
+            source = SOURCE_HTTP_MISMATCH
+        else:
+            source = SOURCE_MODBUS
+        if source != self._data_source:
+            log.warning("meter %s: data source is now %s", self.name, source)
+            self._data_source = source
+
+    def diagnostics(self) -> Diagnostics:
+        now = self.clock()
+        groups = (self._fast, self._extremes, self._status)
+        worst = max(groups, key=lambda h: (h.consecutive_failures > 0, h.consecutive_failures))
+        state = self._fast.state(now) if self._fast.last_success or self._fast.consecutive_failures \
+            else worst.state(now)
+        if worst.consecutive_failures and state == ConnectionState.CONNECTED:
+            state = ConnectionState.DEGRADED
+        successes = [h.last_success_utc for h in groups if h.last_success_utc is not None]
+        check = self._crosscheck
+        return Diagnostics(
+            connection_state=state,
+            last_successful_poll=max(successes) if successes else None,
+            consecutive_failures=worst.consecutive_failures,
+            last_error=worst.error_text(),
+            poll_duration_ms=self._fast.last_duration * 1000.0,
+            crosscheck=check.summary() if check is not None else "not yet checked",
+            crosscheck_ok=check.ok if check is not None else None,
+            data_source=self._data_source,
+        )
+
+    async def _publish_diagnostics(self) -> None:
+        await self.sink.diagnostics(self.diagnostics())
