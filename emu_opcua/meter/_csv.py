@@ -17,6 +17,8 @@ be detected from the text alone.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from attrs import frozen
 
 from emu_opcua.errors import ParseError, TruncatedDataError
@@ -116,6 +118,23 @@ def split_document(data: bytes | str, *, document: str, columns: int) -> CsvDocu
                 where=f"{document} line {number}",
             )
     return CsvDocument(sep or ";", header, tuple(records), unterminated, truncated)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """``2022-09-28T10:30:00Z`` (surrounding whitespace allowed) as a UTC datetime;
+    ValueError for anything else. The parsers' fast paths inline the same checks."""
+    text = text.strip()
+    if len(text) < 20 or text[-1] != "Z" or text[10] != "T":
+        raise ValueError("not an ISO 8601 UTC timestamp ending in Z")
+    return datetime.fromisoformat(text)
+
+
+def format_timestamp(t: datetime) -> str:
+    """``2022-09-28T10:30:00Z`` (converted to UTC, whole seconds)."""
+    if t.utcoffset() is None:
+        raise ValueError(f"timestamp must be tz-aware, got {t!r}")
+    t = t.astimezone(timezone.utc)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
 
 
 def column_count_error(document: str, number: int, got: int, expected: int) -> ParseError:

@@ -18,7 +18,7 @@ error per bad line, so one malformed row does not lose a 3000-row page.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 
 from attrs import field, frozen
@@ -35,7 +35,6 @@ FIRST_RAW_COLUMN = 5
 RAW_COLUMNS = DATALOG_COLUMNS - FIRST_RAW_COLUMN + 1
 
 _fromisoformat = datetime.fromisoformat
-UTC = timezone.utc
 
 
 class DatalogStatus(enum.IntFlag):
@@ -106,7 +105,7 @@ class DatalogRow:
         return self.raw[number - FIRST_RAW_COLUMN]
 
 
-def _scale_divisor(factor: float) -> int:
+def scale_divisor(factor: float) -> int:
     """``n`` when ``factor`` is ``1/n`` for an integer n > 1 (exact decimal results), else 0."""
     if 0 < factor < 1:
         n = round(1 / factor)
@@ -125,7 +124,7 @@ def _value_getter(quantity: Quantity):
     if quantity.unit is not None:
         factor *= src.unit.convert_to(quantity.unit)
     indices = tuple(c - FIRST_RAW_COLUMN for c in src.columns)
-    return (src, indices, _scale_divisor(factor), factor)
+    return (src, indices, scale_divisor(factor), factor)
 
 
 _VALUE_GETTERS = {
@@ -143,7 +142,7 @@ def _unit_suffix(symbol: str) -> str:
 
 
 def _make_property(indices: tuple[int, ...], scale: float, doc: str) -> property:
-    divisor = _scale_divisor(scale)
+    divisor = scale_divisor(scale)
     if len(indices) == 1:
         (i,) = indices
         if scale == 1.0:
@@ -218,13 +217,6 @@ class DatalogParseResult:
         return not self.errors
 
 
-def _parse_timestamp(text: str) -> datetime:
-    text = text.strip()
-    if not text.endswith("Z") or len(text) < 20 or text[10] != "T":
-        raise ValueError("not an ISO 8601 UTC timestamp ending in Z")
-    return _fromisoformat(text)
-
-
 def _diagnose(number: int, fields: list[str], *, truncated: bool) -> ParseError:
     """Why ``fields`` (line ``number``) did not parse: an error naming the column."""
     cls = TruncatedDataError if truncated else ParseError
@@ -236,7 +228,7 @@ def _diagnose(number: int, fields: list[str], *, truncated: bool) -> ParseError:
         where = f"{DOCUMENT} line {number}, column {col} ({HEADER[col - 1]})"
         try:
             if col == 1:
-                _parse_timestamp(text)
+                _csv.parse_timestamp(text)
             elif col == 2:
                 if int(text) < 0:
                     raise ValueError("negative")
@@ -269,7 +261,7 @@ def _parse(data: bytes | str, *, strict: bool) -> DatalogParseResult:
             if len(fields) != n_cols:
                 raise ValueError
             t = fields[0].strip()
-            if t[-1] != "Z" or t[10] != "T":
+            if len(t) < 20 or t[-1] != "Z" or t[10] != "T":
                 raise ValueError
             index = int(fields[1])
             if index < 0:
@@ -304,19 +296,11 @@ def parse_datalog_lenient(text: bytes | str) -> DatalogParseResult:
 
 
 # --- formatting ---------------------------------------------------------------------------
-def format_timestamp(t: datetime) -> str:
-    """``2022-09-28T10:30:00Z`` (UTC, whole seconds)."""
-    if t.utcoffset() is None:
-        raise ValueError(f"timestamp must be tz-aware, got {t!r}")
-    t = t.astimezone(UTC)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
-
-
 def format_datalog(rows: Iterable[DatalogRow], *, header: bool = True, sep: str = ";") -> str:
     """The CSV a meter sends for ``rows`` (in the order given), LF line ends."""
     return _csv.format_rows(
         (
-            (format_timestamp(r.timestamp), str(r.index), str(int(r.status)), r.serial, *map(str, r.raw))
+            (_csv.format_timestamp(r.timestamp), str(r.index), str(int(r.status)), r.serial, *map(str, r.raw))
             for r in rows
         ),
         header=HEADER if header else None,

@@ -19,7 +19,7 @@ from attrs import frozen
 from emu_opcua.errors import ParseError, TruncatedDataError
 from emu_opcua.meter import _csv
 from emu_opcua.meter.catalogue import LOGBOOK_COLUMNS, Quantity
-from emu_opcua.meter.datalog import FIRST_RAW_COLUMN, _parse_timestamp, _scale_divisor, format_timestamp
+from emu_opcua.meter.datalog import FIRST_RAW_COLUMN, scale_divisor
 
 DOCUMENT = "logbook"
 
@@ -74,7 +74,7 @@ class LogbookEntry:
             raise ValueError(f"{quantity.code} is not in the logbook")
         total = sum(self.energies[c - FIRST_RAW_COLUMN] for c in src.columns)
         factor = src.scale * (src.unit.convert_to(quantity.unit) if quantity.unit else 1.0)
-        divisor = _scale_divisor(factor)
+        divisor = scale_divisor(factor)
         return total / divisor if divisor else total * factor
 
 
@@ -88,7 +88,7 @@ def _convert(number: int, fields: list[str], *, truncated: bool) -> LogbookEntry
     for col, text in enumerate(fields, 1):
         try:
             if col <= 2:
-                values.append(_parse_timestamp(text))
+                values.append(_csv.parse_timestamp(text))
             elif col == 4:
                 serial = text.strip()
                 if not serial:
@@ -141,8 +141,8 @@ def parse_logbook_lenient(text: bytes | str) -> tuple[tuple[LogbookEntry, ...], 
 
 def format_logbook(entries: Iterable[LogbookEntry], *, header: bool = True, sep: str = ";") -> str:
     def fields(e: LogbookEntry):
-        yield format_timestamp(e.timestamp)
-        yield format_timestamp(e.timestamp_after)
+        yield _csv.format_timestamp(e.timestamp)
+        yield _csv.format_timestamp(e.timestamp_after)
         yield str(e.index)
         yield e.serial
         yield from map(str, e.energies)

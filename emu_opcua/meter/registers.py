@@ -228,6 +228,16 @@ def _conversion(code: str, src: ModbusSource) -> float:
     return factor
 
 
+def _divisor(factor: float) -> int:
+    """``n`` when ``factor`` is ``1/n`` (Wh -> kWh: 1000), so integers convert exactly
+    (306722 Wh -> 306.722, not 306.72200000000004); 0 otherwise."""
+    if 0 < factor < 1:
+        n = round(1 / factor)
+        if abs(1 / factor - n) < 1e-9:
+            return n
+    return 0
+
+
 def _locate(blocks: Mapping[int, Sequence[int]], address: int, count: int):
     for start, regs in blocks.items():
         if start <= address and address + count <= start + len(regs):
@@ -262,7 +272,9 @@ def decode_registers(register_map: RegisterMap, blocks: Mapping[int, Sequence[in
             raise ParseError(
                 f"{src.type} is {raw!r} (wrong register map?)", where=f"modbus register {src.address} ({code})"
             )
-        out[code] = raw * _conversion(code, src)
+        factor = _conversion(code, src)
+        divisor = _divisor(factor)
+        out[code] = raw / divisor if divisor else raw * factor
     return out
 
 
@@ -276,9 +288,14 @@ def encode_registers(register_map: RegisterMap, values: Mapping[str, float]) -> 
         src = register_map.entries.get(code)
         if src is None:
             continue
-        raw = value / _conversion(code, src)
+        factor = _conversion(code, src)
+        divisor = _divisor(factor)
+        raw = value * divisor if divisor else value / factor
         if src.type in _FLOAT_TYPES:
-            data = struct.pack(">" + _STRUCT_CODE[src.type], raw)
+            try:
+                data = struct.pack(">" + _STRUCT_CODE[src.type], raw)
+            except (OverflowError, struct.error):
+                raise ValueError(f"{code}: {value!r} is out of range for {src.type}") from None
         else:
             if not math.isfinite(raw):
                 raise ValueError(f"{code}: cannot encode {value!r} as {src.type}")
