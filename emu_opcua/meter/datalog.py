@@ -18,7 +18,7 @@ error per bad line, so one malformed row does not lose a 3000-row page.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable
 
 from attrs import field, frozen
@@ -55,9 +55,12 @@ _STATUS: dict[int, DatalogStatus] = {i: DatalogStatus(i) for i in range(256)}
 
 
 # --- validators (run when a row is built by hand; the parser has checked already) ----
+_ZERO = timedelta(0)
+
+
 def _check_timestamp(_inst, attribute, value) -> None:
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise ValueError(f"{attribute.name} must be a tz-aware datetime, got {value!r}")
+    if not isinstance(value, datetime) or value.utcoffset() != _ZERO:
+        raise ValueError(f"{attribute.name} must be a tz-aware UTC datetime, got {value!r}")
 
 
 def _check_index(_inst, attribute, value) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Mapping
 
@@ -54,10 +54,15 @@ def _frozen_optional_mapping(value) -> Mapping | None:
     return None if value is None else _frozen_mapping(value)
 
 
+def _check_utc(_inst, attribute, value) -> None:
+    if value is not None and (not isinstance(value, datetime) or value.utcoffset() != timedelta(0)):
+        raise ValueError(f"{attribute.name} must be a tz-aware UTC datetime, got {value!r}")
+
+
 @frozen
 class Extreme:
     value: float
-    time: datetime | None  # None when the meter reports no time (0 or missing)
+    time: datetime | None = field(validator=_check_utc)  # None when the meter reports no time
 
 
 @frozen
@@ -68,7 +73,7 @@ class Extremes:
 
 @frozen
 class MeterData:
-    meter_time: datetime
+    meter_time: datetime = field(validator=_check_utc)
     #: quantity code -> value in ``quantity.unit``
     values: Mapping[str, float] = field(converter=_frozen_mapping)
     #: quantity code -> min/max; None when ``showMinMax`` is false or absent

@@ -73,11 +73,30 @@ def _check_word_order(_inst, _attr, value) -> None:
         raise ValueError(f"word_order must be 'big' or 'little', not {value!r}")
 
 
+def _check_unit_id(_inst, _attr, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(f"unit_id must be an int 0..255, not {value!r}")
+
+
+def _check_entries(_inst, _attr, entries) -> None:
+    """Every entry is a catalogue quantity whose wire unit converts to its served unit."""
+    for code, src in entries.items():
+        q = BY_CODE.get(code)
+        if q is None:
+            raise ValueError(f"register map entry {code!r} is not a catalogue quantity")
+        if not isinstance(src, ModbusSource) or src.type not in REGISTER_WIDTH:
+            raise ValueError(f"register map entry {code!r} must be a ModbusSource, got {src!r}")
+        if (q.unit is None) != (src.unit is None) or (
+            q.unit is not None and q.unit.dimension != src.unit.dimension
+        ):
+            raise ValueError(f"register map entry {code!r}: unit {src.unit!r} does not convert to {q.unit!r}")
+
+
 @frozen
 class RegisterMap:
     #: quantity code -> where its value is
-    entries: Mapping[str, ModbusSource] = field(converter=_frozen_entries)
-    unit_id: int = 1
+    entries: Mapping[str, ModbusSource] = field(converter=_frozen_entries, validator=_check_entries)
+    unit_id: int = field(default=1, validator=_check_unit_id)
     #: "big": high word first (the meter's default); "little": low word first
     word_order: WordOrder = field(default="big", validator=_check_word_order)
 

@@ -251,6 +251,8 @@ def test_lenient_still_rejects_bad_header():
     "kwargs",
     [
         {"timestamp": datetime(2024, 1, 1)},  # naive
+        {"timestamp": datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=1)))},  # not UTC
+        {"timestamp": "2024-01-01T00:00:00Z"},
         {"index": -1},
         {"index": 1.0},
         {"status": 256},
@@ -272,9 +274,8 @@ def test_row_is_frozen():
         row.index = 5  # type: ignore[misc]
 
 
-def test_format_converts_timestamps_to_utc_and_rejects_bad_separator():
-    cet = timezone(timedelta(hours=1))
-    row = DatalogRow(datetime(2024, 3, 1, 11, 15, tzinfo=cet), 1, 0, "1", (0,) * 24)
-    assert format_datalog([row], header=False).startswith("2024-03-01T10:15:00Z;1;0;1;")
+def test_format_row_and_reject_bad_separator():
+    row = DatalogRow(datetime(2024, 3, 1, 10, 15, 7, 900000, tzinfo=timezone.utc), 1, 0x80, "1", (-3,) + (0,) * 23)
+    assert format_datalog([row], header=False) == "2024-03-01T10:15:07Z;1;128;1;-3" + ";0" * 23 + "\n"
     with pytest.raises(ValueError):
         format_datalog([row], sep="\t")

@@ -6,7 +6,7 @@ import pytest
 from emu_opcua.errors import ConfigError, ParseError
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE, ModbusSource
 from emu_opcua.meter.registers import (
-    MAX_READ_COUNT, ReadBlock, RegisterMap, decode_registers, encode_registers, plan_reads,
+    ReadBlock, RegisterMap, decode_registers, encode_registers, plan_reads,
 )
 from emu_opcua.meter import units as u
 
@@ -52,10 +52,10 @@ def test_plan_respects_max_count_and_never_splits_an_entry():
     blocks = plan_reads(m, max_count=5)
     assert all(b.count <= 5 and b.count % 2 == 0 for b in blocks)
     assert sum(b.count for b in blocks) == 2 * len(entries)
-    big = RegisterMap({f"x{i}": ModbusSource(2 * i, "float32", u.W) for i in range(100)})
-    blocks = plan_reads(big)
-    assert [b.count for b in blocks] == [124, 76]
-    assert all(b.count <= MAX_READ_COUNT for b in blocks)
+    assert len(entries) == 19  # 38 contiguous registers
+    assert [b.count for b in plan_reads(m, max_count=20)] == [20, 18]
+    with pytest.raises(ValueError):
+        plan_reads(m, max_gap=-1)
     with pytest.raises(ValueError):
         plan_reads(m, max_count=126)
 
@@ -240,9 +240,20 @@ def test_toml_syntax_error():
         RegisterMap.from_toml("[registers\n", source="map.toml")
 
 
-def test_register_map_rejects_bad_word_order():
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"word_order": "middle"},
+        {"unit_id": 256},
+        {"entries": {"no_such_quantity": ModbusSource(1, "uint16", None)}},
+        {"entries": {"voltage_l1": ModbusSource(1, "float32", u.W)}},  # W cannot become V
+        {"entries": {"power_fail_count": ModbusSource(1, "uint16", u.W)}},  # a count has no unit
+        {"entries": {"voltage_l1": ModbusSource(1, "float16", u.V)}},  # type: ignore[arg-type]
+    ],
+)
+def test_register_map_validates(kwargs):
     with pytest.raises(ValueError):
-        RegisterMap({}, word_order="middle")  # type: ignore[arg-type]
+        RegisterMap(**({"entries": {}} | kwargs))
 
 
 def test_catalogue_units_convert():
