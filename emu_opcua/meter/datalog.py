@@ -12,7 +12,9 @@ Parsing is optimistic: each line goes through a fast path (no per-field checks b
 what ``int()``/``fromisoformat`` do) and only a line that fails is examined column by
 column to produce an error naming line, column and value. :func:`parse_datalog` raises on
 the first bad line; :func:`parse_datalog_lenient` keeps every good row and returns one
-error per bad line, so one malformed row does not lose a 3000-row page.
+error per bad line, so one malformed row does not lose a 3000-row page. Integer fields
+are read with ``int()`` (so ``+5`` and surrounding spaces are accepted); a timestamp must
+end in ``Z`` and be ISO 8601 as ``datetime.fromisoformat`` reads it.
 """
 
 from __future__ import annotations
