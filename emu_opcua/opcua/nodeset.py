@@ -1,0 +1,429 @@
+"""The EmuMeter information model, and the NodeSet2 XML generated from it.
+
+``TYPE_GROUPS`` describes EmuMeterType once: its folders (Identification, Configuration,
+Measurements, Extremes, Diagnostics) and their members, derived from the value catalogue.
+This module writes that description as ``emu_opcua/nodesets/EmuMeter.NodeSet2.xml``
+(``python -m emu_opcua.opcua.nodeset``), and ``emu_opcua.opcua.model`` instantiates the
+same description per meter, so type and instances cannot drift apart.
+
+Identification names follow OPC UA DI (OPC 10000-100, DeviceType) without importing the
+DI nodeset: EmuMeterType is a BaseObjectType subtype and ``DeviceHealthEnumeration`` is
+defined here with DI's values. Measurement names follow OPC 34100 (see the catalogue).
+
+Node ids of the type are strings built from browse paths (``EmuMeterType.Measurements.
+AcActivePowerTotal``), so they never depend on catalogue order.
+"""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal
+
+from attrs import frozen
+
+from emu_opcua.meter.catalogue import CATALOGUE, MEASUREMENTS, WITH_EXTREMES, Quantity
+from emu_opcua.meter.units import UNECE_NAMESPACE_URI, Unit
+
+#: Our namespace: the type, its data type and every meter instance live in it.
+NAMESPACE_URI = "urn:emu-opcua:nodesets:EmuMeter"
+MODEL_VERSION = "1.0.0"
+#: Fixed, so regenerating gives the same bytes; bump together with MODEL_VERSION.
+PUBLICATION_DATE = "2025-01-01T00:00:00Z"
+UA_NAMESPACE_URI = "http://opcfoundation.org/UA/"
+UA_MODEL_VERSION = "1.04.7"
+UA_PUBLICATION_DATE = "2020-07-15T00:00:00Z"
+
+NODESET_PATH = Path(__file__).resolve().parent.parent / "nodesets" / "EmuMeter.NodeSet2.xml"
+
+TYPE_NAME = "EmuMeterType"
+DEVICE_HEALTH_TYPE = "DeviceHealthEnumeration"
+#: DI's DeviceHealthEnumeration values.
+DEVICE_HEALTH = ("NORMAL", "FAILURE", "CHECK_FUNCTION", "OFF_SPEC", "MAINTENANCE_REQUIRED")
+
+MANUFACTURER = "EMU Elektronik AG"
+MODEL_NAME = "EMU Professional II TCP/IP"
+
+# ns=0 ids used below
+I_BOOLEAN, I_UINT16, I_UINT32, I_UINT64, I_DOUBLE, I_STRING = 1, 5, 7, 9, 11, 12
+I_LOCALIZED_TEXT, I_UTCTIME, I_RANGE, I_EUINFORMATION, I_ENUMERATION = 21, 294, 884, 887, 29
+I_BASE_OBJECT_TYPE, I_FOLDER_TYPE, I_BASE_DATA_VARIABLE_TYPE, I_PROPERTY_TYPE = 58, 61, 63, 68
+I_ANALOG_ITEM_TYPE = 2368
+I_MANDATORY, I_OPTIONAL = 78, 80
+I_RANGE_XML, I_EUINFORMATION_XML = 885, 888
+
+ALIASES: dict[str, str] = {
+    "Boolean": "i=1", "UInt16": "i=5", "UInt32": "i=7", "UInt64": "i=9", "Double": "i=11",
+    "String": "i=12", "LocalizedText": "i=21", "UtcTime": "i=294", "Range": "i=884",
+    "EUInformation": "i=887",
+    "Organizes": "i=35", "HasModellingRule": "i=37", "HasTypeDefinition": "i=40",
+    "HasSubtype": "i=45", "HasProperty": "i=46", "HasComponent": "i=47",
+}
+_DATATYPE_ALIAS = {I_BOOLEAN: "Boolean", I_UINT16: "UInt16", I_UINT32: "UInt32", I_UINT64: "UInt64",
+                   I_DOUBLE: "Double", I_STRING: "String", I_LOCALIZED_TEXT: "LocalizedText",
+                   I_UTCTIME: "UtcTime", I_RANGE: "Range", I_EUINFORMATION: "EUInformation"}
+
+Kind = Literal["property", "variable", "analog"]
+
+
+@frozen
+class Member:
+    """One variable of a group: how it is typed, named and (for analog items) measured."""
+
+    browse_name: str
+    datatype: int | str  # ns=0 numeric id, or the name of a data type of ours
+    kind: Kind
+    display_en: str
+    display_de: str
+    description_en: str
+    description_de: str
+    mandatory: bool = True
+    unit: Unit | None = None
+    eu_range: tuple[float, float] | None = None
+    quantity: Quantity | None = None  # the catalogue quantity it carries, if any
+    extreme: Literal["min", "min_time", "max", "max_time"] | None = None
+
+
+@frozen
+class Group:
+    """A folder below the meter object."""
+
+    browse_name: str
+    display_en: str
+    display_de: str
+    description_en: str
+    description_de: str
+    members: tuple[Member, ...]
+
+
+def _prop(browse, datatype, en, de, desc_en, desc_de=None, *, mandatory=True) -> Member:
+    return Member(browse, datatype, "property", en, de, desc_en, desc_de or desc_en, mandatory)
+
+
+def _var(browse, datatype, en, de, desc_en, desc_de=None, *, mandatory=True) -> Member:
+    return Member(browse, datatype, "variable", en, de, desc_en, desc_de or desc_en, mandatory)
+
+
+def _identification() -> Group:
+    return Group("Identification", "Identification", "Identifikation",
+                 "Device identification (names after OPC UA DI DeviceType)",
+                 "Geräteidentifikation (Namen nach OPC UA DI DeviceType)", (
+        _prop("Manufacturer", I_LOCALIZED_TEXT, "Manufacturer", "Hersteller", "Manufacturer of the meter",
+              "Hersteller des Zählers"),
+        _prop("Model", I_LOCALIZED_TEXT, "Model", "Modell", "Model name of the meter", "Modellbezeichnung"),
+        _prop("SerialNumber", I_STRING, "Serial number", "Seriennummer",
+              "Meter serial number (status.json meterserial)", "Zählerseriennummer (status.json meterserial)"),
+        _prop("SoftwareRevision", I_STRING, "Software revision", "Softwarestand",
+              "Firmware version of the TCP/IP module", "Firmwareversion des TCP/IP-Moduls"),
+        _prop("HardwareRevision", I_STRING, "Hardware revision", "Hardwarestand",
+              "Hardware revision (not reported by the meter)", "Hardwarestand (vom Zähler nicht gemeldet)",
+              mandatory=False),
+        _prop("DeviceRevision", I_STRING, "Device revision", "Gerätestand",
+              "Device revision (not reported by the meter)", "Gerätestand (vom Zähler nicht gemeldet)",
+              mandatory=False),
+        _prop("ProductCode", I_STRING, "Product code", "Produktcode",
+              "Product code (not reported by the meter)", "Produktcode (vom Zähler nicht gemeldet)",
+              mandatory=False),
+        _prop("MacAddress", I_STRING, "MAC address", "MAC-Adresse", "MAC address of the TCP/IP module",
+              "MAC-Adresse des TCP/IP-Moduls"),
+        _prop("FactoryNumber", I_UINT64, "Factory number", "Fabriknummer", "Factory number of the meter",
+              "Fabriknummer des Zählers"),
+        _var("DeviceHealth", DEVICE_HEALTH_TYPE, "Device health", "Gerätezustand",
+             "DI device health: NORMAL, FAILURE (no communication), CHECK_FUNCTION, OFF_SPEC, "
+             "MAINTENANCE_REQUIRED",
+             "DI-Gerätezustand: NORMAL, FAILURE (keine Kommunikation), CHECK_FUNCTION, OFF_SPEC, "
+             "MAINTENANCE_REQUIRED"),
+    ))
+
+
+def _configuration() -> Group:
+    return Group("Configuration", "Configuration", "Konfiguration",
+                 "Network configuration reported by the meter (status.json)",
+                 "Vom Zähler gemeldete Netzwerkkonfiguration (status.json)", (
+        _prop("DhcpEnabled", I_BOOLEAN, "DHCP enabled", "DHCP aktiv", "DHCP enabled"),
+        _prop("IpAddress", I_STRING, "IP address", "IP-Adresse", "IP address"),
+        _prop("Netmask", I_STRING, "Netmask", "Netzmaske", "Netmask"),
+        _prop("Gateway", I_STRING, "Gateway", "Gateway", "Default gateway"),
+        _prop("Dns", I_STRING, "DNS server", "DNS-Server", "DNS server"),
+        _prop("ModbusEnabled", I_BOOLEAN, "Modbus TCP enabled", "Modbus TCP aktiv", "Modbus TCP server enabled"),
+        _prop("ModbusPort", I_UINT16, "Modbus TCP port", "Modbus-TCP-Port", "Modbus TCP port"),
+        _prop("NtpEnabled", I_BOOLEAN, "NTP enabled", "NTP aktiv", "NTP time synchronisation enabled"),
+        _prop("NtpServer", I_STRING, "NTP server", "NTP-Server", "NTP server"),
+        _prop("OnlineUpdateAllowed", I_BOOLEAN, "Online update allowed", "Online-Update erlaubt",
+              "Firmware update over the network allowed"),
+    ))
+
+
+def _analog(q: Quantity) -> Member:
+    return Member(q.browse_name, I_DOUBLE, "analog", q.display_en, q.display_de,
+                  q.description_en, q.description_de, True, q.unit, q.eu_range, q)
+
+
+def _measurements() -> Group:
+    return Group("Measurements", "Measurements", "Messwerte",
+                 "Live values (Modbus TCP, meterdata.json, or the datalog for quantities only it carries)",
+                 "Momentanwerte (Modbus TCP, meterdata.json oder Datenlogger)",
+                 tuple(_analog(q) for q in MEASUREMENTS))
+
+
+def _extremes() -> Group:
+    members: list[Member] = []
+    for q in WITH_EXTREMES:
+        for which, en, de in (("min", "minimum", "Minimum"), ("max", "maximum", "Maximum")):
+            suffix = which.capitalize()
+            members.append(Member(
+                f"{q.browse_name}{suffix}", I_DOUBLE, "analog",
+                f"{q.display_en} {en}", f"{q.display_de} {de}",
+                f"{en.capitalize()} of {q.description_en}", f"{de} von {q.description_de}",
+                False, q.unit, q.eu_range, q, which))
+            members.append(Member(
+                f"{q.browse_name}{suffix}Time", I_UTCTIME, "variable",
+                f"{q.display_en} {en} time", f"{q.display_de} {de} Zeitpunkt",
+                f"When the {en} of {q.display_en} occurred", f"Zeitpunkt des {de}s von {q.display_de}",
+                False, quantity=q, extreme=f"{which}_time"))
+    return Group("Extremes", "Extremes", "Extremwerte",
+                 "Minima and maxima with their times (meterdata.json; meters with serial >= 22350000)",
+                 "Minima und Maxima mit Zeitpunkt (meterdata.json; Zähler ab Seriennummer 22350000)",
+                 tuple(members))
+
+
+def _diagnostics() -> Group:
+    members = [
+        _var("ConnectionState", I_STRING, "Connection state", "Verbindungszustand",
+             "Connected, Connecting, Disconnected or Failed"),
+        _var("LastSuccessfulPoll", I_UTCTIME, "Last successful poll", "Letzte erfolgreiche Abfrage",
+             "Time of the last successful poll", "Zeitpunkt der letzten erfolgreichen Abfrage"),
+        _var("ConsecutiveFailures", I_UINT32, "Consecutive failures", "Aufeinanderfolgende Fehler",
+             "Failed polls since the last success", "Fehlgeschlagene Abfragen seit dem letzten Erfolg"),
+        _var("LastError", I_STRING, "Last error", "Letzter Fehler", "Message of the last poll error",
+             "Meldung des letzten Abfragefehlers"),
+        _var("PollDuration", I_DOUBLE, "Poll duration", "Abfragedauer", "Duration of the last fast poll [ms]",
+             "Dauer der letzten schnellen Abfrage [ms]"),
+        _var("CrossCheck", I_STRING, "Cross-check", "Plausibilitätsprüfung",
+             "Modbus values vs meterdata.json: summary", "Modbus-Werte gegen meterdata.json: Zusammenfassung"),
+        _var("CrossCheckOk", I_BOOLEAN, "Cross-check ok", "Plausibilitätsprüfung ok",
+             "True when Modbus values agree with meterdata.json",
+             "Wahr, wenn Modbus-Werte mit meterdata.json übereinstimmen"),
+        _var("DataSource", I_STRING, "Data source", "Datenquelle",
+             "modbus, http (modbus disabled) or http (register map mismatch)"),
+        _var("MeterTime", I_UTCTIME, "Meter time", "Zählerzeit", "Clock of the meter (UTC)",
+             "Uhrzeit des Zählers (UTC)"),
+    ]
+    for q in CATALOGUE:
+        if q.group == "diagnostic":
+            members.append(Member(q.browse_name, I_UINT32, "variable", q.display_en, q.display_de,
+                                  q.description_en, q.description_de, quantity=q))
+    return Group("Diagnostics", "Diagnostics", "Diagnose",
+                 "Health of the connection to the meter", "Zustand der Verbindung zum Zähler",
+                 tuple(members))
+
+
+#: EmuMeterType's folders and members, in browse order.
+TYPE_GROUPS: tuple[Group, ...] = (
+    _identification(), _configuration(), _measurements(), _extremes(), _diagnostics(),
+)
+GROUPS: dict[str, Group] = {g.browse_name: g for g in TYPE_GROUPS}
+
+
+# --- XML --------------------------------------------------------------------------------
+NS_NODESET = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
+NS_TYPES = "http://opcfoundation.org/UA/2008/02/Types.xsd"
+NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _n(tag: str) -> str:
+    return f"{{{NS_NODESET}}}{tag}"
+
+
+def _t(tag: str) -> str:
+    return f"{{{NS_TYPES}}}{tag}"
+
+
+def type_node_id(*path: str) -> str:
+    """Node id (in the nodeset's own index 1) of the type or one of its descendants."""
+    return "ns=1;s=" + ".".join((TYPE_NAME, *path))
+
+
+def _datatype_ref(datatype: int | str) -> str:
+    if isinstance(datatype, int):
+        return _DATATYPE_ALIAS[datatype]
+    return f"ns=1;s={datatype}"
+
+
+class _Writer:
+    def __init__(self) -> None:
+        ET.register_namespace("", NS_NODESET)
+        ET.register_namespace("uax", NS_TYPES)
+        ET.register_namespace("xsi", NS_XSI)
+        self.root = ET.Element(_n("UANodeSet"), {"LastModified": PUBLICATION_DATE})
+        uris = ET.SubElement(self.root, _n("NamespaceUris"))
+        ET.SubElement(uris, _n("Uri")).text = NAMESPACE_URI
+        models = ET.SubElement(self.root, _n("Models"))
+        model = ET.SubElement(models, _n("Model"), {
+            "ModelUri": NAMESPACE_URI, "Version": MODEL_VERSION, "PublicationDate": PUBLICATION_DATE})
+        ET.SubElement(model, _n("RequiredModel"), {
+            "ModelUri": UA_NAMESPACE_URI, "Version": UA_MODEL_VERSION, "PublicationDate": UA_PUBLICATION_DATE})
+        aliases = ET.SubElement(self.root, _n("Aliases"))
+        for alias, node_id in ALIASES.items():
+            ET.SubElement(aliases, _n("Alias"), {"Alias": alias}).text = node_id
+
+    def node(self, tag: str, node_id: str, browse: str, en: str, de: str, desc_en: str, desc_de: str,
+             refs: list[tuple[str, str, bool]], attrs: dict[str, str] | None = None,
+             browse_ns: int = 1) -> ET.Element:
+        el = ET.SubElement(self.root, _n(tag), {
+            "NodeId": node_id, "BrowseName": f"{browse_ns}:{browse}" if browse_ns else browse, **(attrs or {})})
+        # asyncua keeps the last DisplayName / Description of a node: English goes last.
+        for locale, text in (("de", de), ("en", en)):
+            ET.SubElement(el, _n("DisplayName"), {"Locale": locale}).text = text
+        for locale, text in (("de", desc_de), ("en", desc_en)):
+            ET.SubElement(el, _n("Description"), {"Locale": locale}).text = text
+        references = ET.SubElement(el, _n("References"))
+        for ref_type, target, forward in refs:
+            attrs_ = {"ReferenceType": ref_type}
+            if not forward:
+                attrs_["IsForward"] = "false"
+            ET.SubElement(references, _n("Reference"), attrs_).text = target
+        return el
+
+    def to_bytes(self) -> bytes:
+        ET.indent(self.root, space="  ")
+        return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(self.root, encoding="utf-8",
+                                                                          xml_declaration=False) + b"\n"
+
+
+def _lt(parent: ET.Element, tag: str, text: str, locale: str = "en") -> None:
+    el = ET.SubElement(parent, _t(tag))
+    ET.SubElement(el, _t("Locale")).text = locale
+    ET.SubElement(el, _t("Text")).text = text
+
+
+def _ext_value(variable: ET.Element, type_xml: int, body_tag: str) -> ET.Element:
+    value = ET.SubElement(variable, _n("Value"))
+    ext = ET.SubElement(value, _t("ExtensionObject"))
+    ET.SubElement(ET.SubElement(ext, _t("TypeId")), _t("Identifier")).text = f"i={type_xml}"
+    return ET.SubElement(ET.SubElement(ext, _t("Body")), _t(body_tag))
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def _write_analog_properties(w: _Writer, member: Member, node_id: str) -> None:
+    if member.unit is not None:
+        eu = w.node("UAVariable", f"{node_id}.EngineeringUnits", "EngineeringUnits",
+                    "EngineeringUnits", "EngineeringUnits",
+                    f"Unit: {member.unit.name_en} (UNECE {member.unit.unece_code})",
+                    f"Einheit: {member.unit.symbol or member.unit.name_en} (UNECE {member.unit.unece_code})",
+                    [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                     ("HasModellingRule", f"i={I_MANDATORY}", True),
+                     ("HasProperty", node_id, False)],
+                    {"ParentNodeId": node_id, "DataType": "EUInformation", "AccessLevel": "1",
+                     "UserAccessLevel": "1"}, browse_ns=0)
+        body = _ext_value(eu, I_EUINFORMATION_XML, "EUInformation")
+        ET.SubElement(body, _t("NamespaceUri")).text = UNECE_NAMESPACE_URI
+        ET.SubElement(body, _t("UnitId")).text = str(member.unit.unece_id)
+        _lt(body, "DisplayName", member.unit.symbol)
+        _lt(body, "Description", member.unit.name_en)
+    if member.eu_range is not None:
+        rng = w.node("UAVariable", f"{node_id}.EURange", "EURange", "EURange", "EURange",
+                     "Range the value normally lies in", "Üblicher Wertebereich",
+                     [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                      ("HasModellingRule", f"i={I_MANDATORY}", True),
+                      ("HasProperty", node_id, False)],
+                     {"ParentNodeId": node_id, "DataType": "Range", "AccessLevel": "1",
+                      "UserAccessLevel": "1"}, browse_ns=0)
+        body = _ext_value(rng, I_RANGE_XML, "Range")
+        ET.SubElement(body, _t("Low")).text = _fmt(member.eu_range[0])
+        ET.SubElement(body, _t("High")).text = _fmt(member.eu_range[1])
+
+
+def member_reference(member: Member) -> str:
+    """Reference type from a group to this member."""
+    return "HasProperty" if member.kind == "property" else "HasComponent"
+
+
+def member_type_definition(member: Member) -> int:
+    return {"property": I_PROPERTY_TYPE, "variable": I_BASE_DATA_VARIABLE_TYPE,
+            "analog": I_ANALOG_ITEM_TYPE}[member.kind]
+
+
+def generate() -> bytes:
+    """The NodeSet2 XML of the EmuMeter model, as committed in ``emu_opcua/nodesets``."""
+    w = _Writer()
+    # DeviceHealthEnumeration (DI's values, in our namespace)
+    dt_id = f"ns=1;s={DEVICE_HEALTH_TYPE}"
+    dt = w.node("UADataType", dt_id, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE,
+                "Device health as defined by OPC UA DI (OPC 10000-100)",
+                "Gerätezustand nach OPC UA DI (OPC 10000-100)",
+                [("HasSubtype", f"i={I_ENUMERATION}", False),
+                 ("HasProperty", f"{dt_id}.EnumStrings", True)])
+    definition = ET.SubElement(dt, _n("Definition"), {"Name": f"1:{DEVICE_HEALTH_TYPE}"})
+    for value, name in enumerate(DEVICE_HEALTH):
+        ET.SubElement(definition, _n("Field"), {"Name": name, "Value": str(value)})
+    es = w.node("UAVariable", f"{dt_id}.EnumStrings", "EnumStrings", "EnumStrings", "EnumStrings",
+                "Names of the values", "Namen der Werte",
+                [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                 ("HasModellingRule", f"i={I_MANDATORY}", True),
+                 ("HasProperty", dt_id, False)],
+                {"ParentNodeId": dt_id, "DataType": "LocalizedText", "ValueRank": "1",
+                 "ArrayDimensions": str(len(DEVICE_HEALTH))}, browse_ns=0)
+    texts = ET.SubElement(ET.SubElement(es, _n("Value")), _t("ListOfLocalizedText"))
+    for name in DEVICE_HEALTH:
+        _lt(texts, "LocalizedText", name)
+
+    # EmuMeterType
+    type_id = type_node_id()
+    w.node("UAObjectType", type_id, TYPE_NAME, TYPE_NAME, TYPE_NAME,
+           "An EMU Professional II TCP/IP electricity meter",
+           "Ein Elektrizitätszähler EMU Professional II TCP/IP",
+           [("HasSubtype", f"i={I_BASE_OBJECT_TYPE}", False)]
+           + [("HasComponent", type_node_id(g.browse_name), True) for g in TYPE_GROUPS])
+    for group in TYPE_GROUPS:
+        group_id = type_node_id(group.browse_name)
+        w.node("UAObject", group_id, group.browse_name, group.display_en, group.display_de,
+               group.description_en, group.description_de,
+               [("HasTypeDefinition", f"i={I_FOLDER_TYPE}", True),
+                ("HasModellingRule", f"i={I_MANDATORY}", True),
+                ("HasComponent", type_id, False)]
+               + [(member_reference(m), type_node_id(group.browse_name, m.browse_name), True)
+                  for m in group.members],
+               {"ParentNodeId": type_id})
+        for m in group.members:
+            node_id = type_node_id(group.browse_name, m.browse_name)
+            children = []
+            if m.kind == "analog":
+                if m.unit is not None:
+                    children.append(("HasProperty", f"{node_id}.EngineeringUnits", True))
+                if m.eu_range is not None:
+                    children.append(("HasProperty", f"{node_id}.EURange", True))
+            w.node("UAVariable", node_id, m.browse_name, m.display_en, m.display_de,
+                   m.description_en, m.description_de,
+                   [("HasTypeDefinition", f"i={member_type_definition(m)}", True),
+                    ("HasModellingRule", f"i={I_MANDATORY if m.mandatory else I_OPTIONAL}", True),
+                    (member_reference(m), group_id, False)] + children,
+                   {"ParentNodeId": group_id, "DataType": _datatype_ref(m.datatype),
+                    "AccessLevel": "1", "UserAccessLevel": "1"})
+            if m.kind == "analog":
+                _write_analog_properties(w, m, node_id)
+    return w.to_bytes()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the committed NodeSet2 file (``--check``: only compare, exit 1 if stale)."""
+    argv = sys.argv[1:] if argv is None else argv
+    data = generate()
+    if "--check" in argv:
+        current = NODESET_PATH.read_bytes() if NODESET_PATH.exists() else b""
+        if current != data:
+            print(f"{NODESET_PATH} is stale; run python -m emu_opcua.opcua.nodeset", file=sys.stderr)
+            return 1
+        return 0
+    NODESET_PATH.parent.mkdir(parents=True, exist_ok=True)
+    NODESET_PATH.write_bytes(data)
+    print(f"wrote {NODESET_PATH} ({len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
