@@ -1,0 +1,3 @@
+from emu_opcua.simulator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""The physics on its own: pure, deterministic, physically consistent."""
+
+import math
+
+import pytest
+
+from emu_opcua.simulator.physics import (
+    COUNTER_CODES, CT_RATIO_CHANGED, POWER_OUTAGE, CLOCK_CHANGED, MeterPhysics, PhysicsConfig,
+    TariffSchedule,
+)
+
+START = 1718186850.0  # Wednesday 2024-06-12 10:07:30 UTC
+
+
+def physics(seed=1, **kw):
+    kw.setdefault("history_days", 2)
+    return MeterPhysics(22350000, seed=seed, start=START, config=PhysicsConfig(**kw))
+
+
+def test_deterministic_with_a_seed():
+    a, b, c = physics(seed=5), physics(seed=5), physics(seed=6)
+    for p in (a, b, c):
+        p.advance_to(START + 3600)
+    assert a.values() == b.values()
+    assert a.row(a.last_index) == b.row(b.last_index)
+    assert a.values() != c.values()
+
+
+def test_history_on_record_at_start():
+    p = physics(history_days=30)
+    p.advance_to(START)
+    assert p.row_count == 2880
+    assert p.row_time(p.last_index) == int(START // 900) * 900
+
+
+def test_datalog_index_contiguous_and_on_the_interval():
+    p = physics()
+    p.advance_to(START + 86400)
+    times = [p.row(i).timestamp for i in range(1, p.last_index + 1)]
+    assert [p.row(i).index for i in range(1, p.last_index + 1)] == list(range(1, p.last_index + 1))
+    assert all(t % 900 == 0 for t in times)
+    assert all(b - a == 900 for a, b in zip(times, times[1:]))
+    # counters never run backwards
+    rows = [p.row(i).raw[:8] for i in range(1, p.last_index + 1)]
+    assert all(all(y >= x for x, y in zip(r0, r1)) for r0, r1 in zip(rows, rows[1:]))
+
+
+def test_accelerated_run_produces_the_expected_rows():
+    p = physics(history_days=0, datalog_interval=900)
+    p.advance_to(START)
+    assert p.row_count == 0
+    p.advance_to(START + 365 * 86400)  # a year
+    first = -(-int(START) // 900) * 900
+    assert p.row_count == (int(START + 365 * 86400) - first) // 900 + 1
+    assert p.row_count == 35040
+
+
+def test_energy_is_the_integral_of_power():
+    p = physics(seed=3)
+    p.advance_to(START)
+    t0 = p.time
+    before = p.counters_wh()
+    step = 15.0
+    integral = 0.0
+    prev = p.sample(t0)["active_power_total"]
+    t = t0
+    while t < t0 + 6 * 3600:
+        t += step
+        p.advance_to(t)
+        now = p.sample(t)["active_power_total"]
+        integral += 0.5 * (prev + now) * step / 3600.0
+        prev = now
+    after = p.counters_wh()
+    net = (after[0] + after[1] - after[2] - after[3]) - (before[0] + before[1] - before[2] - before[3])
+    assert net == pytest.approx(integral, rel=1e-3, abs=5)
+
+
+def test_import_and_export_follow_the_sign_of_power():
+    # find a meter with PV export at midday in June
+    for seed in range(40):
+        p = physics(seed=seed)
+        p.advance_to(START + 3 * 3600)
+        ext = p.extremes()["active_power_total"]
+        if ext.minimum < 0:
+            break
+    else:
+        pytest.fail("no meter of 40 exports")
+    c = p.counters_wh()
+    assert c[2] + c[3] > 0  # exported energy was counted
+    assert ext.maximum > 0
+
+
+def test_tariffs_split_and_totals_add_up():
+    p = physics(seed=2)
+    p.advance_to(START + 2 * 86400)
+    v = p.values()
+    for kind in ("active_energy_import", "active_energy_export", "reactive_energy_import",
+                 "reactive_energy_export"):
+        assert v[f"{kind}_t1"] + v[f"{kind}_t2"] == pytest.approx(v[f"{kind}_total"], abs=1e-9)
+    # a weekend: only T2 grows
+    sat = 1718445600.0  # Saturday 2024-06-15 10:00 UTC
+    w = MeterPhysics(1, seed=2, start=sat, config=PhysicsConfig(history_days=0))
+    w.advance_to(sat)
+    c0 = w.counters_wh()
+    w.advance_to(sat + 4 * 3600)
+    c1 = w.counters_wh()
+    assert c1[0] == c0[0] and c1[1] > c0[1]
+
+
+def test_tariff_schedule():
+    ts = TariffSchedule()
+    assert ts.tariff(START) == 1  # Wednesday 10:07
+    assert ts.tariff(1718164800.0) == 2  # Wednesday 04:00
+    assert ts.tariff(1718445600.0) == 2  # Saturday 10:00
+
+
+def test_power_factor_and_current_are_consistent():
+    p = physics(seed=4)
+    for k in range(50):
+        t = START + k * 1234.5
+        p.advance_to(t)
+        v = p.values()
+        for ph in ("l1", "l2", "l3"):
+            P, Q, U = v[f"active_power_{ph}"], v[f"reactive_power_{ph}"], v[f"voltage_{ph}"]
+            S = math.hypot(P, Q)
+            assert v[f"power_factor_{ph}"] == pytest.approx(P / S)
+            assert abs(v[f"current_{ph}"]) == pytest.approx(S * 1000 / U)
+            assert math.copysign(1, v[f"current_{ph}"]) == math.copysign(1, P)
+            assert 215 < U < 245
+        assert v["active_power_total"] == pytest.approx(sum(v[f"active_power_{ph}"] for ph in ("l1", "l2", "l3")))
+        assert v["current_total"] == pytest.approx(sum(v[f"current_{ph}"] for ph in ("l1", "l2", "l3")))
+        assert 49.9 < v["frequency"] < 50.1
+
+
+def test_extremes_bracket_the_values():
+    p = physics(seed=7)
+    for k in range(30):
+        p.advance_to(START + k * 777)
+        v = p.values()
+        for code, e in p.extremes().items():
+            assert e.minimum <= v[code] <= e.maximum, code
+            assert e.minimum_time <= p.time and e.maximum_time <= p.time
+
+
+def test_events_set_status_bits_and_logbook():
+    p = physics()
+    p.advance_to(START)
+    n_log = p.logbook_count
+    p.power_outage()
+    p.change_ct_ratio(200, 5)
+    fails = p.power_fail_count
+    p.advance_to(START + 900)
+    row = p.row(p.last_index)
+    assert row.status == POWER_OUTAGE | CT_RATIO_CHANGED
+    assert p.power_fail_count == fails
+    assert p.logbook_count == n_log + 1
+    entry = p.logbook_entry(p.logbook_count)
+    assert entry.ct == (200, 100, 5, 5)
+    assert entry.datalog_index == row.index
+    p.clock_change(-30)
+    assert p.clock_offset == -30
+    p.advance_to(START + 1800 - 30)
+    assert p.row(p.last_index).status == CLOCK_CHANGED
+    p.advance_to(START + 2700)
+    assert p.row(p.last_index).status == 0
+
+
+def test_no_logbook_without_lp_variant():
+    p = physics(logbook=False)
+    p.advance_to(START)
+    p.change_ct_ratio(200, 5)
+    assert p.logbook_count == 0
+    assert len(COUNTER_CODES) == 8
