@@ -160,10 +160,12 @@ class EmuUserManager:
 
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
                  certificate: Any = None) -> User | None:
-        if username is None and password is None and certificate is None:
+        # ``certificate`` is the secure channel's client certificate (X509 user tokens are
+        # not offered, asyncua refuses them before asking us): no user name = anonymous.
+        if username is None:
             return make_user(None, "reader") if self.allow_anonymous else None
-        if username is None or password is None:
-            return None  # X509 user tokens are not offered
+        if password is None:
+            return None
         if isinstance(password, bytes):
             password = password.decode("utf-8", errors="replace")
         user = self._users.get(username)
@@ -338,18 +340,25 @@ class ClientCertificateValidator:
 
     def __init__(self, paths: PkiPaths) -> None:
         self.paths = paths
-        self._store = TrustStore([paths.trusted], [])
-        self._validator = CertificateValidator(self.OPTIONS, self._store)
+        self._validator = CertificateValidator(self.OPTIONS, TrustStore([paths.trusted], []))
         self._stamp: tuple | None = None
 
     def _folder_stamp(self) -> tuple:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.paths.trusted.iterdir()))
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.paths.trusted.iterdir()
+                            if p.suffix.lower() in (".der", ".pem")))
+
+    async def _reload(self) -> None:
+        stamp = self._folder_stamp()
+        if stamp == self._stamp:
+            return
+        store = TrustStore([self.paths.trusted], [])
+        if stamp:  # an empty store cannot be loaded; unloaded, it trusts nothing
+            await store.load()
+        self._validator = CertificateValidator(self.OPTIONS, store)
+        self._stamp = stamp
 
     async def __call__(self, cert: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
-        stamp = self._folder_stamp()
-        if stamp != self._stamp:
-            await self._store.load()
-            self._stamp = stamp
+        await self._reload()
         try:
             await self._validator.validate(cert, app_description)
         except Exception:
