@@ -263,8 +263,7 @@ class MeterHttpClient:
 
     async def newest_datalog_index(self) -> int | None:
         """Index of the newest datalog row, or None when the datalog is empty."""
-        rows = await self._parsed("/data/", {"last": 1}, _parse_datalog_strict)
-        return _newest_index(rows)
+        return await self._newest("/data/", _parse_datalog_strict)
 
     # --- logbook ------------------------------------------------------------------------
     async def logbook(self, *, last: int | None = None, from_index: int | None = None,
@@ -282,7 +281,14 @@ class MeterHttpClient:
 
     # --- paging -------------------------------------------------------------------------
     async def _newest(self, path: str, parse: Callable[[bytes], tuple]) -> int | None:
-        return _newest_index(_rows_of(await self._parsed(path, {"last": 1}, parse)))
+        """Index of the newest row (None: no rows). Asks for two rows, so that in lenient
+        mode one bad (or cut) row does not hide the newest index; when no row parses,
+        the first error is raised rather than pretending the log is empty."""
+        result = await self._parsed(path, {"last": 2}, parse)
+        rows = _rows_of(result)
+        if not rows and isinstance(result, DatalogParseResult) and result.errors:
+            raise result.errors[0]
+        return _newest_index(rows)
 
     async def _paged(self, path: str, page: int, parse: Callable[[bytes], T], *,
                      last: int | None, from_index: int | None, to_index: int | None,

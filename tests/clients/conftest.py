@@ -1,0 +1,54 @@
+"""Make the repository importable when the package is not installed into the venv."""
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import pytest  # noqa: E402
+
+from emu_opcua.simulator.fleet import Fleet, FleetConfig  # noqa: E402
+
+#: Meter time at the start of every test fleet (a quarter hour, 2023-11-14 22:15 UTC).
+START = 1_700_000_100.0
+
+
+class ManualClock:
+    """The monotonic clock a test fleet runs on: meter time moves only when told to."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def start_fleet(clock):
+    """``await start_fleet(**FleetConfig fields)``: a simulated fleet on 127.0.0.1 with
+    ephemeral ports, history integrated, stopped after the test."""
+    fleets: list[Fleet] = []
+
+    async def start(**config) -> Fleet:
+        config.setdefault("control_port", None)
+        config.setdefault("start_time", START)
+        config.setdefault("host", "127.0.0.1")
+        fleet = Fleet(FleetConfig(**config), monotonic=clock)
+        fleets.append(fleet)
+        await fleet.start()
+        await fleet.wait_warm()
+        return fleet
+
+    yield start
+    for fleet in fleets:
+        await fleet.stop()
