@@ -263,7 +263,7 @@ class _Reader:
             except ValueError as exc:
                 raise self.fail(where, "password_hash",
                                 f"{exc} (clear-text passwords are not accepted; "
-                                "make one with 'emu-opcua hash-password')") from None
+                                "make one with 'python -m emu_opcua.opcua.security')") from None
             role = t.get("role", "reader")
             if role not in ROLES:
                 raise self.fail(where, "role", f"must be one of {', '.join(ROLES)}, got {_show(role)}")

@@ -401,3 +401,24 @@ async def configure_security(server: Server, config: ServerConfig) -> PkiPaths:
     if not config.trust_all_clients:
         server.set_certificate_validator(ClientCertificateValidator(paths))
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emu_opcua.opcua.security``: prompt for a password, print its hash."""
+    import argparse
+    import getpass
+
+    parser = argparse.ArgumentParser(prog="python -m emu_opcua.opcua.security",
+                                     description="print a password hash for [[users]] password_hash")
+    parser.add_argument("--method", choices=("scrypt", "pbkdf2"), default="scrypt")
+    args = parser.parse_args(argv)
+    password = getpass.getpass("password: ")
+    if password != getpass.getpass("again: "):
+        print("the passwords differ", file=__import__("sys").stderr)
+        return 1
+    print(hash_password(password, method=args.method))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
