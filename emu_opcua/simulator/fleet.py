@@ -55,11 +55,11 @@ class SimClock:
             raise ValueError(f"speed must be > 0, got {speed!r}")
         self.start = time.time() if start is None else float(start)
         self.speed = float(speed)
-        self._monotonic = monotonic
+        self.monotonic = monotonic  # also times the Modbus register refresh
         self._m0 = monotonic()
 
     def now(self) -> float:
-        return self.start + (self._monotonic() - self._m0) * self.speed
+        return self.start + (self.monotonic() - self._m0) * self.speed
 
 
 def _utc(epoch: float) -> datetime:
@@ -96,6 +96,7 @@ class SimulatedMeter:
         self.modbus = MeterModbusServer(
             self.register_values, lambda: self.faults, host=host, port=modbus_port,
             register_map=register_map, refresh_interval=refresh_interval,
+            monotonic=clock.monotonic,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
