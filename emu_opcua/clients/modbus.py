@@ -50,6 +50,10 @@ MODBUS_EXCEPTIONS: dict[int, str] = {
 }
 
 
+class _Dropped(MeterUnreachable):
+    """The meter closed the connection a request was on."""
+
+
 class _Plan:
     """What to read for one set of codes, and the map to decode it with."""
 
@@ -173,15 +177,32 @@ class MeterModbusClient:
     async def read_blocks(self, blocks: Sequence[ReadBlock]) -> dict[int, list[int]]:
         """Read holding registers for each block: start address -> registers."""
         async with self._lock:
-            client = await self._ensure_connected()
             out: dict[int, list[int]] = {}
-            for block in blocks:
-                out[block.address] = await self._read(client, block.address, block.count)
+            for i, block in enumerate(blocks):
+                if i == 0:
+                    out[block.address] = await self._first_read(block.address, block.count)
+                else:
+                    assert self._client is not None
+                    out[block.address] = await self._read(self._client, block.address, block.count)
             return out
 
     async def read_registers(self, address: int, count: int) -> list[int]:
         """Read ``count`` holding registers from wire address ``address`` (function 03)."""
         async with self._lock:
+            return await self._first_read(address, count)
+
+    async def _first_read(self, address: int, count: int) -> list[int]:
+        """The first request of a call. On a kept-open connection that the meter closed
+        while it was idle (the close not yet noticed), reconnect and send it once more,
+        as HTTP clients do for stale keep-alive connections; a read is idempotent."""
+        reused = self._client is not None and self._client.connected
+        client = await self._ensure_connected()
+        if not reused:
+            return await self._read(client, address, count)
+        try:
+            return await self._read(client, address, count)
+        except _Dropped:
+            log.debug("%s: kept-open connection was closed by the meter; reconnecting", self._where)
             client = await self._ensure_connected()
             return await self._read(client, address, count)
 
@@ -192,14 +213,14 @@ class MeterModbusClient:
             response = await client.read_holding_registers(address, count=count, device_id=self.unit_id)
         except ConnectionException as exc:
             self._drop()
-            raise MeterUnreachable(f"{what}: connection dropped") from exc
+            raise _Dropped(f"{what}: connection dropped") from exc
         except ModbusIOException as exc:
             # With retries=0 this is a request that got no answer in time (or whose
             # connection went away while waiting): start afresh on the next call.
             dropped = not client.connected
             self._drop()
             if dropped:
-                raise MeterUnreachable(f"{what}: connection dropped") from exc
+                raise _Dropped(f"{what}: connection dropped") from exc
             raise MeterTimeout(f"{what}: no answer within {self.timeout:g} s") from exc
         except asyncio.TimeoutError as exc:
             self._drop()
