@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING if args.verbose < 2 else logging.DEBUG)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     try:
         return int(args._module.run(args) or 0)

@@ -36,7 +36,6 @@ from emu_opcua.errors import EmuError, ModbusDisabled, RegisterMapMismatch
 from emu_opcua.gateway.health import ConnectionState, SourceHealth
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE
 from emu_opcua.meter.crosscheck import CrossCheckResult, cross_check
-from emu_opcua.meter.datalog import DatalogRow
 from emu_opcua.meter.meterdata import Extremes, MeterData
 from emu_opcua.meter.registers import RegisterMap
 from emu_opcua.meter.status import MeterStatus
@@ -46,6 +45,8 @@ log = logging.getLogger(__name__)
 #: Quantities read every fast poll over Modbus (identity registers are read by the
 #: cross-check only).
 FAST_CODES: tuple[str, ...] = tuple(q.code for q in CATALOGUE if q.is_measurement and q.modbus)
+#: Counters read over Modbus only with the cross-check (they change rarely).
+SLOW_MODBUS_CODES: tuple[str, ...] = tuple(q.code for q in CATALOGUE if q.group == "diagnostic" and q.modbus)
 #: Quantities only the datalog carries.
 DATALOG_ONLY_CODES: tuple[str, ...] = tuple(
     q.code for q in CATALOGUE if q.is_measurement and q.datalog and not q.meterdata and not q.modbus
@@ -61,6 +62,7 @@ class PollSettings:
     fast_interval: float = 1.0
     extremes_interval: float = 5.0
     status_interval: float = 60.0
+    datalog_interval: float = 60.0
     crosscheck_interval: float = 30.0
     stale_after: float = 10.0  # seconds of failure before Uncertain turns Bad
     max_backoff: float = 60.0
@@ -131,12 +133,15 @@ class MeterPoller:
     _data_source: str = field(init=False, default=SOURCE_MODBUS)
     _auto_port: bool = field(init=False, default=False)
     _serial: str | None = field(init=False, default=None)
+    _datalog: SourceHealth = field(init=False)
+    _datalog_index: int | None = field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         s = self.settings.stale_after
         self._fast = SourceHealth(stale_after=s)
         self._extremes = SourceHealth(stale_after=max(s, 2 * self.settings.extremes_interval))
         self._status = SourceHealth(stale_after=max(s, 2 * self.settings.status_interval))
+        self._datalog = SourceHealth(stale_after=max(s, 2 * self.settings.datalog_interval))
         if self.modbus_port is not None:
             self._status_known.set()
 
@@ -146,6 +151,9 @@ class MeterPoller:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._loop("status", self.settings.status_interval, self._status, self._poll_status))
+                if DATALOG_ONLY_CODES:
+                    tg.create_task(self._loop("datalog", self.settings.datalog_interval, self._datalog,
+                                              self._poll_datalog))
                 tg.create_task(self._loop("extremes", self.settings.extremes_interval, self._extremes, self._poll_extremes))
                 tg.create_task(self._fast_loop())
         finally:
@@ -215,6 +223,8 @@ class MeterPoller:
             await self.sink.measurements_failed(FAST_CODES, quality)
         elif group == "extremes":
             await self.sink.extremes_failed(quality)
+        elif group == "datalog":
+            await self.sink.measurements_failed(DATALOG_ONLY_CODES, quality)
 
     # --- the groups ---------------------------------------------------------------
     async def _poll_fast(self) -> None:
@@ -242,6 +252,9 @@ class MeterPoller:
             await self.sink.extremes(data.extremes)
         if modbus_values is not None:
             self._apply_crosscheck(modbus_values, data)
+            extra = {c: modbus_values[c] for c in SLOW_MODBUS_CODES if c in modbus_values}
+            if extra:
+                await self.sink.measurements(extra, datetime.now(UTC) + self._clock_offset)
         if self._data_source != SOURCE_MODBUS and self._fast.consecutive_failures:
             # The fast group reads HTTP too in this mode; keep values fresh meanwhile.
             await self.sink.measurements(data.values, data.meter_time)
@@ -259,14 +272,15 @@ class MeterPoller:
                 self.modbus_port = status.modbus_port
         self._choose_source()
         self._status_known.set()
-        if DATALOG_ONLY_CODES:
-            rows = await self.http.datalog(last=1)
-            if rows:
-                await self._publish_datalog_row(rows[0])
 
-    async def _publish_datalog_row(self, row: DatalogRow) -> None:
-        values = {code: row.value(BY_CODE[code]) for code in DATALOG_ONLY_CODES}
-        await self.sink.measurements(values, row.timestamp)
+    async def _poll_datalog(self) -> None:
+        rows = await self.http.datalog(last=1)
+        if rows:
+            row = rows[0]
+            if row.index != self._datalog_index:
+                self._datalog_index = row.index
+                values = {code: row.value(BY_CODE[code]) for code in DATALOG_ONLY_CODES}
+                await self.sink.measurements(values, row.timestamp)
 
     # --- helpers ------------------------------------------------------------------
     async def _read_modbus(self, codes: tuple[str, ...] | None) -> dict[str, float]:
@@ -324,7 +338,7 @@ class MeterPoller:
 
     def diagnostics(self) -> Diagnostics:
         now = self.clock()
-        groups = (self._fast, self._extremes, self._status)
+        groups = (self._fast, self._extremes, self._status, self._datalog)
         worst = max(groups, key=lambda h: (h.consecutive_failures > 0, h.consecutive_failures))
         state = self._fast.state(now) if self._fast.last_success or self._fast.consecutive_failures \
             else worst.state(now)

@@ -1,0 +1,185 @@
+"""Writes what a meter's poller learns into that meter's nodes: the ``MeterSink``.
+
+Values are written with ``server.write_attribute_value`` (the fast path, no per-node
+service call) and only when value or status changed, so a thousand meters polled every
+second cost the server little when values stand still, and subscribed clients get a
+notification exactly when something changed.
+
+Quality (OPC 10000-4 7.7, and what SCADA users expect): a failed poll rewrites the last
+value with UncertainLastUsableValue and its original SourceTimestamp; once the source is
+stale the status turns Bad (asyncua then nulls the value, as the spec demands for Bad).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from asyncua import Server, ua
+
+from emu_opcua.gateway.health import ConnectionState
+from emu_opcua.gateway.poller import Diagnostics
+from emu_opcua.meter.catalogue import BY_CODE
+from emu_opcua.meter.meterdata import Extremes
+from emu_opcua.meter.status import MeterStatus
+from emu_opcua.opcua import nodeset as ns
+from emu_opcua.opcua.model import MeterNodes
+
+_VT = ua.VariantType
+
+#: DI DeviceHealthEnumeration value for each connection state.
+_HEALTH = {
+    ConnectionState.CONNECTING: 0,  # NORMAL: nothing known to be wrong yet
+    ConnectionState.CONNECTED: 0,  # NORMAL
+    ConnectionState.DEGRADED: 3,  # OFF_SPEC: values are last usable, not current
+    ConnectionState.DISCONNECTED: 1,  # FAILURE: no communication
+}
+_MAINTENANCE_REQUIRED = 4  # the register map disagrees with the meter
+
+
+def _status(name: str) -> ua.StatusCode:
+    return ua.StatusCode(getattr(ua.StatusCodes, name))
+
+
+class _Slot:
+    """What was last written to one node, to write only on change and to fall back on."""
+
+    __slots__ = ("variant", "source_time", "status")
+
+    def __init__(self) -> None:
+        self.variant: ua.Variant | None = None
+        self.source_time: datetime | None = None
+        self.status: str = "BadWaitingForInitialData"
+
+
+class MeterPublisher:
+    """The OPC UA side of one meter: implements ``emu_opcua.gateway.poller.MeterSink``."""
+
+    def __init__(self, server: Server, nodes: MeterNodes) -> None:
+        self._server = server
+        self._nodes = nodes
+        self._slots: dict[ua.NodeId, _Slot] = {}
+        self._extreme_ids = tuple(nodes.extremes.values())
+        self.writes = 0  # written DataValues, for benchmarks
+
+    # --- writing ----------------------------------------------------------------------
+    def _slot(self, node_id: ua.NodeId) -> _Slot:
+        slot = self._slots.get(node_id)
+        if slot is None:
+            slot = self._slots[node_id] = _Slot()
+        return slot
+
+    async def _write(self, node_id: ua.NodeId, variant: ua.Variant, source_time: datetime | None = None,
+                     status: str = "Good") -> None:
+        slot = self._slot(node_id)
+        if slot.status == status and slot.variant == variant:
+            return
+        slot.variant, slot.source_time, slot.status = variant, source_time, status
+        now = datetime.now(UTC)
+        await self._server.write_attribute_value(node_id, ua.DataValue(
+            Value=variant, StatusCode=_status(status),
+            SourceTimestamp=source_time or now, ServerTimestamp=now,
+        ))
+        self.writes += 1
+
+    async def _degrade(self, node_ids, status: str) -> None:
+        """A failed poll: keep the last value as Uncertain, or go Bad once stale."""
+        now = datetime.now(UTC)
+        for node_id in node_ids:
+            slot = self._slot(node_id)
+            if slot.status == status:
+                continue
+            if status.startswith("Uncertain") and slot.variant is None:
+                continue  # nothing usable to keep: stays BadWaitingForInitialData until Bad
+            slot.status = status
+            await self._server.write_attribute_value(node_id, ua.DataValue(
+                Value=slot.variant if not status.startswith("Bad") else None,
+                StatusCode=_status(status),
+                SourceTimestamp=slot.source_time or now, ServerTimestamp=now,
+            ))
+            self.writes += 1
+
+    # --- MeterSink ----------------------------------------------------------------------
+    async def measurements(self, values: Mapping[str, float], source_time: datetime) -> None:
+        quantities = self._nodes.quantities
+        for code, value in values.items():
+            node_id = quantities.get(code)
+            if node_id is None:
+                continue
+            vt = _VT.Double if BY_CODE[code].is_measurement else _VT.UInt32
+            await self._write(node_id, ua.Variant(float(value) if vt is _VT.Double else int(value), vt),
+                              source_time)
+
+    async def measurements_failed(self, codes: tuple[str, ...], status: str) -> None:
+        quantities = self._nodes.quantities
+        await self._degrade([quantities[c] for c in codes if c in quantities], status)
+
+    async def extremes(self, extremes: Mapping[str, Extremes]) -> None:
+        ids = self._nodes.extremes
+        for code, ext in extremes.items():
+            for which, extreme in (("min", ext.minimum), ("max", ext.maximum)):
+                value_id = ids.get((code, which))
+                if value_id is None:
+                    continue
+                await self._write(value_id, ua.Variant(float(extreme.value), _VT.Double), extreme.time)
+                if extreme.time is not None:
+                    await self._write(ids[(code, f"{which}_time")], ua.Variant(extreme.time, _VT.DateTime),
+                                      extreme.time)
+
+    async def extremes_failed(self, status: str) -> None:
+        await self._degrade(self._extreme_ids, status)
+
+    async def status(self, status: MeterStatus) -> None:
+        ident, conf = self._nodes.identification, self._nodes.configuration
+        t = status.meter_time
+        s = lambda text: ua.Variant(text, _VT.String)  # noqa: E731
+        b = lambda flag: ua.Variant(bool(flag), _VT.Boolean)  # noqa: E731
+        for browse, variant in (
+            ("Manufacturer", ua.Variant(ua.LocalizedText(ns.MANUFACTURER, "en"), _VT.LocalizedText)),
+            ("Model", ua.Variant(ua.LocalizedText(ns.MODEL_NAME, "en"), _VT.LocalizedText)),
+            ("SerialNumber", s(status.serial)),
+            ("SoftwareRevision", s(status.firmware_version)),
+            ("MacAddress", s(status.mac)),
+            ("FactoryNumber", ua.Variant(int(status.factory_number), _VT.UInt64)),
+        ):
+            if browse in ident:
+                await self._write(ident[browse], variant, t)
+        for browse, variant in (
+            ("DhcpEnabled", b(status.dhcp_enabled)),
+            ("IpAddress", s(status.ip)),
+            ("Netmask", s(status.netmask)),
+            ("Gateway", s(status.gateway)),
+            ("Dns", s(status.dns)),
+            ("ModbusEnabled", b(status.modbus_enabled)),
+            ("ModbusPort", ua.Variant(int(status.modbus_port), _VT.UInt16)),
+            ("NtpEnabled", b(status.ntp_enabled)),
+            ("NtpServer", s(status.ntp_server)),
+            ("OnlineUpdateAllowed", b(status.online_update_allowed)),
+        ):
+            if browse in conf:
+                await self._write(conf[browse], variant, t)
+        if t is not None and "MeterTime" in self._nodes.diagnostics:
+            await self._write(self._nodes.diagnostics["MeterTime"], ua.Variant(t, _VT.DateTime), t)
+
+    async def diagnostics(self, d: Diagnostics) -> None:
+        diag = self._nodes.diagnostics
+        health = _HEALTH[d.connection_state]
+        if health == 0 and d.crosscheck_ok is False:
+            health = _MAINTENANCE_REQUIRED
+        entries = [
+            ("ConnectionState", ua.Variant(d.connection_state.value, _VT.String)),
+            ("ConsecutiveFailures", ua.Variant(d.consecutive_failures, _VT.UInt32)),
+            ("LastError", ua.Variant(d.last_error, _VT.String)),
+            ("PollDuration", ua.Variant(round(d.poll_duration_ms, 1), _VT.Double)),
+            ("CrossCheck", ua.Variant(d.crosscheck, _VT.String)),
+            ("DataSource", ua.Variant(d.data_source, _VT.String)),
+        ]
+        if d.crosscheck_ok is not None:
+            entries.append(("CrossCheckOk", ua.Variant(d.crosscheck_ok, _VT.Boolean)))
+        if d.last_successful_poll is not None:
+            entries.append(("LastSuccessfulPoll", ua.Variant(d.last_successful_poll, _VT.DateTime)))
+        for browse, variant in entries:
+            if browse in diag:
+                await self._write(diag[browse], variant)
+        if "DeviceHealth" in self._nodes.identification:
+            await self._write(self._nodes.identification["DeviceHealth"], ua.Variant(health, _VT.Int32))
