@@ -92,7 +92,6 @@ class SimulatedMeter:
         self.http_port = http_port
         self.physics = MeterPhysics(serial, seed=seed, start=clock.start, config=physics_config)
         self.faults = Faults()
-        self._warm = False
         self.modbus = MeterModbusServer(
             self.register_values, lambda: self.faults, host=host, port=modbus_port,
             register_map=register_map, refresh_interval=refresh_interval,
@@ -227,7 +226,6 @@ class SimulatedMeter:
     def advance(self) -> MeterPhysics:
         """Bring the physics up to the meter's time (integrates the history the first time)."""
         self.physics.advance_to(self.meter_time())
-        self._warm = True
         return self.physics
 
     def register_values(self) -> dict[str, float]:

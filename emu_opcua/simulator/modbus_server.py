@@ -69,10 +69,7 @@ class MeterModbusServer:
         self.host = host
         self.port = port  # the bound port once started (fixed from then on)
         self.register_map = register_map or RegisterMap.default()
-        if self.register_map.unit_id != UNIT_ID:
-            self.unit_id = self.register_map.unit_id
-        else:
-            self.unit_id = UNIT_ID
+        self.unit_id = self.register_map.unit_id  # 1 in the default map
         self.refresh_interval = refresh_interval
         self._monotonic = monotonic
         self._last_refresh = float("-inf")
