@@ -195,6 +195,13 @@ class SimulatedMeter:
         self.advance()
         self.physics.power_outage()
 
+    def set_load(self, watts: float | None) -> None:
+        """Force the total active power to ``watts`` from now on (None: back to the load
+        profile); the Modbus registers show it at the next read."""
+        self.advance()
+        self.physics.load_override = None if watts is None else float(watts)
+        self.modbus.invalidate()
+
     def clock_change(self, offset_s: float) -> None:
         self.advance()
         self.physics.clock_change(offset_s)

@@ -28,6 +28,8 @@ not part of any real meter):
 - ``POST /_sim/events/power_outage``; ``POST /_sim/events/clock_change?offset=S``;
   ``POST /_sim/events/ct_ratio?primary=P&secondary=S``; ``.../vt_ratio?primary=&secondary=``;
   ``POST /_sim/events/pulse?value=V&length_ms=L``;
+  ``POST /_sim/events/load?watts=W`` forces the total active power (no ``watts``: back to
+  the load profile), so a value changes at a known instant;
 - ``GET /_sim/info`` -> serial, ports, faults, datalog and logbook sizes.
 
 While ``refuse_connections`` is on, the meter's own port is closed, so its ``/_sim/``
@@ -274,6 +276,13 @@ def add_control_routes(app: web.Application, prefix: str, lookup: MeterLookup) -
             meter.change_ct_ratio(_int_arg(request, "primary"), _int_arg(request, "secondary"))
         elif name == "vt_ratio":
             meter.change_vt_ratio(_int_arg(request, "primary"), _int_arg(request, "secondary"))
+        elif name == "load":
+            text = request.query.get("watts")
+            try:
+                watts = None if text in (None, "") else float(text)
+            except ValueError:
+                raise web.HTTPBadRequest(text="400 Bad Request: watts must be a number\n") from None
+            meter.set_load(watts)
         elif name == "pulse":
             meter.change_pulse(_int_arg(request, "value", required=False),
                                _int_arg(request, "length_ms", required=False))

@@ -103,6 +103,10 @@ class MeterModbusServer:
         if server is not None:
             await server.shutdown()
 
+    def invalidate(self) -> None:
+        """Re-encode the register image at the next request (the state changed now)."""
+        self._last_refresh = float("-inf")
+
     def drop_connections(self) -> int:
         """Close every open connection (the listener stays); returns how many."""
         if self._server is None:

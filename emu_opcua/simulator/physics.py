@@ -266,6 +266,10 @@ class MeterPhysics:
         self._pending_status = 0
         self._extremes: list[list[float]] | None = None  # per EXTREME_CODES: min, tmin, max, tmax
         self.clock_offset = 0.0  # set by clock_change; the caller adds it to the true time
+        #: Total active power forced by a "load step" (W), spread evenly over the phases;
+        #: None follows the load profile. Lets a benchmark or a demo change a value at a
+        #: known instant.
+        self.load_override: float | None = None
         self.ct = config.initial_ct
         self.vt = config.initial_vt
         self.pulse = config.initial_pulse
@@ -352,11 +356,17 @@ class MeterPhysics:
         a = self._prev_knot(t)
         ka = self._knot(a)
         if t == a:
-            return ka
-        b = self._next_knot(t)
-        kb = self._knot(b)
-        x = (t - a) / (b - a)
-        return tuple(p + (q - p) * x for p, q in zip(ka, kb))
+            raw = ka
+        else:
+            b = self._next_knot(t)
+            kb = self._knot(b)
+            x = (t - a) / (b - a)
+            raw = tuple(p + (q - p) * x for p, q in zip(ka, kb))
+        if self.load_override is not None:
+            p = self.load_override / 3.0
+            q = p * self.profile.tan_phi
+            raw = (p, p, p, q, q, q) + tuple(raw[6:])
+        return raw
 
     def sample(self, t: float) -> Sample:
         """Instantaneous values at meter time ``t`` (pure: does not change the state)."""

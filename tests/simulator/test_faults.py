@@ -1,6 +1,7 @@
 """Every fault, switched on and off while the meter runs; methods and control endpoints."""
 
 import asyncio
+import struct
 
 import httpx
 import pytest
@@ -179,3 +180,22 @@ async def test_fleet_control_server_survives_refused_connections(make_fleet):
         assert (await c.delete("/_sim/meters/1/faults")).status_code == 200
         assert (await http_get(meter)).status_code == 200
         assert (await c.get("/_sim/meters/7/faults")).status_code == 404
+
+
+async def test_load_step_event_shows_at_once_on_both_interfaces(fleet, monotonic):
+    meter = fleet.meters[0]
+    meter.modbus.refresh_interval = 3600.0  # a slow meter: only an invalidation refreshes
+    before = await modbus_read(meter)
+    async with httpx.AsyncClient(timeout=5.0) as c:
+        r = await c.post(base_url(meter) + "/_sim/events/load", params={"watts": "4321"})
+        assert r.status_code == 200
+        md = parse_meterdata((await c.get(base_url(meter) + "/meterdata.json")).content)
+    assert md.values["active_power_total"] == pytest.approx(4.321, abs=0.001)
+    assert md.values["active_power_l1"] == pytest.approx(4.321 / 3, abs=0.001)
+    after = await modbus_read(meter)
+    assert after != before
+    assert struct.unpack(">f", struct.pack(">HH", *after))[0] == pytest.approx(4321.0)
+    async with httpx.AsyncClient(timeout=5.0) as c:
+        assert (await c.post(base_url(meter) + "/_sim/events/load", params={"watts": "x"})).status_code == 400
+        assert (await c.post(base_url(meter) + "/_sim/events/load")).status_code == 200
+    assert meter.physics.load_override is None

@@ -1,0 +1,360 @@
+"""Gateway at scale: N meters at a 1 s fast poll, simulator and gateway in separate processes.
+
+    .venv/bin/python bench/bench_gateway.py [--meters 100 500 1000] [--window 30]
+
+For each fleet size N:
+1. ``emu-opcua simulate --meters N`` in its own process (127.0.0.1, ephemeral ports).
+2. The gateway (``GatewayServer``) in a second process, polling every meter every second.
+3. This process is the OPC UA client:
+   - polls on time: share of fast polls that started within 10 % of an interval of their
+     slot and finished before the next (counted by each poller, summed by the gateway);
+   - gateway CPU % and RSS per meter (RSS after the fleet is up minus RSS of the same
+     process before the model was built, divided by N);
+   - latency: a subscription on AcActivePowerTotal of some meters; the simulator is told
+     to step a meter's load (``/_sim/meters/{n}/events/load``) and the time until the
+     client is notified of the new value is recorded (p50 / p95);
+   - Read throughput: Read requests of 500 Values each, back to back from 4 concurrent
+     tasks, against the gateway; then, side by side in the same run, against a bare
+     asyncua server holding the same number of Double variables (same process layout,
+     simulator stopped for neither: each gets the machine as the gateway run had it).
+Only 127.0.0.1 is contacted. Prints one table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from asyncua import Client, ua
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+NS_URI = "urn:emu-opcua:nodesets:EmuMeter"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int | None = None) -> int:
+    path = f"/proc/{pid or 'self'}/status"
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# --- the gateway process --------------------------------------------------------------------
+async def gateway_role(config_path: str) -> None:
+    """Run the gateway; talk to the orchestrator over stdin/stdout (one JSON per line)."""
+    from emu_opcua.opcua.config import load_config
+    from emu_opcua.opcua.serve import GatewayServer
+
+    config = load_config(config_path)
+    import gc
+
+    gc.collect()
+    base_rss = rss_kib()
+    gateway = GatewayServer(config)
+    t0 = time.perf_counter()
+    await gateway.start()
+    build_s = time.perf_counter() - t0
+
+    def emit(obj) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    # ready when every meter had a successful fast poll
+    while True:
+        ok = sum(1 for p in gateway.pollers.values() if p.stats.polls > 0)
+        if ok == len(gateway.pollers):
+            break
+        await asyncio.sleep(0.5)
+    emit({"ready": True, "build_s": build_s, "base_rss_kib": base_rss})
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if not line or line == "quit":
+            break
+        if line == "start":
+            for p in gateway.pollers.values():
+                p.stats.polls = p.stats.on_time = p.stats.failures = 0
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            emit({"started": True})
+        elif line == "stop":
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            polls = sum(p.stats.polls for p in gateway.pollers.values())
+            on_time = sum(p.stats.on_time for p in gateway.pollers.values())
+            failures = sum(p.stats.failures for p in gateway.pollers.values())
+            emit({"polls": polls, "on_time": on_time, "failures": failures,
+                  "cpu_pct": 100.0 * cpu / wall, "rss_kib": rss_kib(), "wall": wall,
+                  "expected_polls": wall * len(gateway.pollers)})
+    await gateway.stop()
+
+
+# --- a bare asyncua server with the same number of variables ---------------------------------
+async def bare_role(port: int, variables: int) -> None:
+    from asyncua import Server
+
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    idx = await server.register_namespace("urn:bench:bare")
+    folder = await server.nodes.objects.add_folder(idx, "Bare")
+    for i in range(variables):
+        await folder.add_variable(ua.NodeId(f"v{i}", idx), f"v{i}", float(i))
+    async with server:
+        sys.stdout.write(json.dumps({"ready": True}) + "\n")
+        sys.stdout.flush()
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+# --- the orchestrator -----------------------------------------------------------------------
+class Proc:
+    def __init__(self, args: list[str], **kw) -> None:
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+
+    def send(self, line: str) -> None:
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def recv(self, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError(f"process {self.p.args[:4]} ended (rc={self.p.poll()})")
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+        raise TimeoutError("no answer")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+async def read_throughput(url: str, node_ids: list[ua.NodeId], seconds: float, *, per_request: int = 500,
+                          concurrency: int = 4) -> float:
+    """Values read per second by back-to-back Read requests."""
+    async with Client(url, timeout=30) as client:
+        count = 0
+        end = time.perf_counter() + seconds
+
+        async def worker(offset: int) -> None:
+            nonlocal count
+            i = offset
+            while time.perf_counter() < end:
+                chunk = [node_ids[(i + k) % len(node_ids)] for k in range(per_request)]
+                i += per_request
+                params = ua.ReadParameters()
+                for nid in chunk:
+                    rv = ua.ReadValueId()
+                    rv.NodeId = nid
+                    rv.AttributeId = ua.AttributeIds.Value
+                    params.NodesToRead.append(rv)
+                await client.uaclient.read(params)
+                count += len(chunk)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k * 97) for k in range(concurrency)))
+        return count / (time.perf_counter() - start)
+
+
+class Notifications:
+    def __init__(self) -> None:
+        self.waiters: dict[str, tuple[float, float, asyncio.Future]] = {}
+
+    def datachange_notification(self, node, val, data) -> None:
+        key = node.nodeid.Identifier
+        w = self.waiters.get(key)
+        if w is not None and val is not None and abs(val - w[0]) < 1e-6:
+            if not w[2].done():
+                w[2].set_result(time.perf_counter() - w[1])
+
+
+async def latency_samples(url: str, control: str, meter_names: list[str], seconds: float) -> list[float]:
+    samples: list[float] = []
+    handler = Notifications()
+    async with Client(url, timeout=30) as client, httpx.AsyncClient(timeout=10) as http:
+        idx = await client.get_namespace_index(NS_URI)
+        nodes = [client.get_node(ua.NodeId(f"{m}.Measurements.AcActivePowerTotal", idx)) for m in meter_names]
+        sub = await client.create_subscription(50, handler)
+        await sub.subscribe_data_change(nodes, sampling_interval=0)
+        end = time.perf_counter() + seconds
+        step = 0
+        while time.perf_counter() < end:
+            step += 1
+            i = random.randrange(len(meter_names))
+            watts = 1000 + step * 7 % 5000 + i
+            fut = asyncio.get_running_loop().create_future()
+            handler.waiters[f"{meter_names[i]}.Measurements.AcActivePowerTotal"] = (watts / 1000.0, time.perf_counter(), fut)
+            await http.post(f"{control}/_sim/meters/{i}/events/load", params={"watts": watts})
+            try:
+                samples.append(await asyncio.wait_for(fut, 10))
+            except TimeoutError:
+                samples.append(float("inf"))
+            await asyncio.sleep(random.uniform(0.1, 0.5))
+        await sub.delete()
+        for i in range(len(meter_names)):
+            await http.post(f"{control}/_sim/meters/{i}/events/load")  # back to the load curve
+    return samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+    return values[k]
+
+
+async def run_size(n: int, window: float, tmp: Path) -> dict:
+    ports_file = tmp / f"ports-{n}.json"
+    sim = Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(n), "--history-days", "1",
+                "--ports-file", str(ports_file)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not ports_file.exists():
+            if time.monotonic() > deadline or sim.p.poll() is not None:
+                raise RuntimeError("simulator did not start")
+            await asyncio.sleep(0.2)
+        ports = json.loads(ports_file.read_text())
+        opc_port = free_port()
+        cfg = tmp / f"gateway-{n}.toml"
+        lines = [
+            "[server]", 'host = "127.0.0.1"', f"port = {opc_port}", f'pki_dir = "{tmp / "pki"}"',
+            'security_policies = ["None"]', "",
+            "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
+            "datalog_interval = 60.0", "",
+        ]
+        for i, m in enumerate(ports["meters"]):
+            lines += ["[[meters]]", f'name = "m{i:04d}"', f'host = "{m["host"]}"',
+                      f"http_port = {m['http_port']}", f"modbus_port = {m['modbus_port']}", ""]
+        cfg.write_text("\n".join(lines))
+        gw = Proc([PY, __file__, "--role", "gateway", "--config", str(cfg)], stderr=subprocess.DEVNULL)
+        try:
+            ready = gw.recv()
+            url = f"opc.tcp://127.0.0.1:{opc_port}/"
+            control = f"http://127.0.0.1:{ports['control_port']}"
+            gw.send("start")
+            gw.recv()
+            names = [f"m{i:04d}" for i in range(min(n, 20))]
+            lat = await latency_samples(url, control, names, window)
+            gw.send("stop")
+            stats = gw.recv()
+            async with Client(url) as client:
+                idx = await client.get_namespace_index(NS_URI)
+            from emu_opcua.meter.catalogue import MEASUREMENTS
+
+            node_ids = [ua.NodeId(f"m{i:04d}.Measurements.{q.browse_name}", idx)
+                        for i in range(n) for q in MEASUREMENTS]
+            gw_reads = await read_throughput(url, node_ids, 8.0)
+        finally:
+            gw.send("quit")
+            gw.stop()
+        bare_port = free_port()
+        bare = Proc([PY, __file__, "--role", "bare", "--port", str(bare_port), "--variables", str(len(node_ids))],
+                    stderr=subprocess.DEVNULL)
+        try:
+            bare.recv()
+            bare_url = f"opc.tcp://127.0.0.1:{bare_port}/"
+            async with Client(bare_url) as client:
+                bidx = await client.get_namespace_index("urn:bench:bare")
+            bare_ids = [ua.NodeId(f"v{i}", bidx) for i in range(len(node_ids))]
+            bare_reads = await read_throughput(bare_url, bare_ids, 8.0)
+        finally:
+            bare.send("quit")
+            bare.stop()
+    finally:
+        sim.stop()
+    finite = [x for x in lat if x != float("inf")]
+    return {
+        "meters": n,
+        "build_s": ready["build_s"],
+        "on_time_pct": 100.0 * stats["on_time"] / max(1, stats["expected_polls"]),
+        "polls_done_pct": 100.0 * stats["polls"] / max(1, stats["expected_polls"]),
+        "cpu_pct": stats["cpu_pct"],
+        "rss_per_meter_kib": (stats["rss_kib"] - ready["base_rss_kib"]) / n,
+        "lat_p50_ms": 1000 * statistics.median(finite) if finite else float("nan"),
+        "lat_p95_ms": 1000 * percentile(lat, 0.95),
+        "lat_n": len(lat),
+        "lat_lost": len(lat) - len(finite),
+        "gw_reads": gw_reads,
+        "bare_reads": bare_reads,
+        "ratio": gw_reads / bare_reads,
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ["meters", "build s", "polls on time", "polls done", "gw CPU %", "RSS/meter",
+            "latency p50", "latency p95", "samples", "Read gw values/s", "Read bare values/s", "ratio"]
+    lines = [head]
+    for r in rows:
+        lines.append([
+            str(r["meters"]), f"{r['build_s']:.1f}", f"{r['on_time_pct']:.1f} %", f"{r['polls_done_pct']:.1f} %",
+            f"{r['cpu_pct']:.0f}", f"{r['rss_per_meter_kib'] / 1024:.2f} MB",
+            f"{r['lat_p50_ms']:.0f} ms", f"{r['lat_p95_ms']:.0f} ms", f"{r['lat_n']} ({r['lat_lost']} lost)",
+            f"{r['gw_reads']:,.0f}", f"{r['bare_reads']:,.0f}", f"{r['ratio']:.2f}",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for k, line in enumerate(lines):
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    print("targets: >= 99 % polls on time at 1000 meters, <= 0.5 MB RSS/meter, "
+          "p95 <= poll interval + 100 ms (1100 ms), Read ratio >= 0.8")
+
+
+async def orchestrate(sizes: list[int], window: float) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            print(f"... {n} meters", file=sys.stderr, flush=True)
+            rows.append(await run_size(n, window, Path(tmp)))
+    print(f"gateway benchmark: fast poll 1 s, measurement window {window:.0f} s, {os.cpu_count()} cores")
+    print_table(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--role", choices=["orchestrator", "gateway", "bare"], default="orchestrator")
+    parser.add_argument("--config")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--variables", type=int)
+    args = parser.parse_args()
+    if args.role == "gateway":
+        import logging
+
+        logging.basicConfig(level=logging.ERROR)
+        asyncio.run(gateway_role(args.config))
+    elif args.role == "bare":
+        asyncio.run(bare_role(args.port, args.variables))
+    else:
+        asyncio.run(orchestrate(args.meters, args.window))
+
+
+if __name__ == "__main__":
+    main()
