@@ -44,6 +44,10 @@ class ModbusDisabled(MeterCommunicationError):
 class ModbusProtocolError(MeterCommunicationError):
     """The meter answered a Modbus request with an exception or a malformed response."""
 
+    def __init__(self, message: str, *, exception_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exception_code = exception_code  # the Modbus exception code, if the meter sent one
+
 
 # --- what a meter sent -------------------------------------------------------------
 class ParseError(EmuError):

@@ -30,6 +30,8 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
+import ssl
+
 import httpx
 from emu_opcua.errors import (
     AuthenticationFailed,
@@ -146,7 +148,7 @@ class MeterHttpClient:
     def __init__(self, host: str, port: int = 80, *, password: str | None = None,
                  timeout: float = 5.0, connect_timeout: float | None = None,
                  scheme: str = "http", transport: httpx.AsyncBaseTransport | None = None,
-                 limits: httpx.Limits | None = None, verify: bool = True) -> None:
+                 limits: httpx.Limits | None = None, verify: bool | ssl.SSLContext = True) -> None:
         self.host = host
         self.port = port
         self.base_url = f"{scheme}://{_host_for_url(host)}:{port}"

@@ -30,7 +30,14 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from emu_opcua.errors import MeterTimeout, MeterUnreachable, ModbusProtocolError
-from emu_opcua.meter.registers import ReadBlock, RegisterMap, decode_registers, plan_reads
+from emu_opcua.meter.registers import (
+    DEFAULT_MAX_GAP,
+    MAX_READ_COUNT,
+    ReadBlock,
+    RegisterMap,
+    decode_registers,
+    plan_reads,
+)
 
 __all__ = ["MeterModbusClient", "MODBUS_EXCEPTIONS"]
 
@@ -64,6 +71,13 @@ class _Plan:
         self.blocks = blocks
 
 
+#: How many unmapped registers a merged read may span, boldest first. The default map
+#: needs 3 reads at the first level, 8 at the last. A meter that answers "illegal data
+#: address" to a merged read makes its client step down a level for good.
+GAP_LEVELS: tuple[int, ...] = (MAX_READ_COUNT, DEFAULT_MAX_GAP, 0)
+ILLEGAL_DATA_ADDRESS = 2
+
+
 class MeterModbusClient:
     """The Modbus TCP interface of one meter. Use as ``async with MeterModbusClient(...)``.
 
@@ -81,6 +95,7 @@ class MeterModbusClient:
         self._client: AsyncModbusTcpClient | None = None
         self._lock = asyncio.Lock()
         self._plans: dict[frozenset[str] | None, _Plan] = {}
+        self._gap_level = 0  # index into GAP_LEVELS: how boldly reads are merged
         self._where = f"modbus://{host}:{port} unit {self.unit_id}"
         self._busy = False  # a request is waiting for its answer
 
@@ -161,7 +176,7 @@ class MeterModbusClient:
                     raise KeyError(f"not in the register map: {', '.join(sorted(unknown))}")
                 register_map = self.register_map.with_entries(
                     {c: s for c, s in self.register_map.entries.items() if c in key})
-            plan = _Plan(register_map, tuple(plan_reads(register_map)))
+            plan = _Plan(register_map, tuple(plan_reads(register_map, max_gap=GAP_LEVELS[self._gap_level])))
             self._plans[key] = plan
         return plan
 
@@ -170,9 +185,19 @@ class MeterModbusClient:
 
         Values are in each quantity's served unit (kW, kWh...), keyed by quantity code.
         """
-        plan = self._plan_for(codes)
-        blocks = await self.read_blocks(plan.blocks)
-        return decode_registers(plan.register_map, blocks)
+        while True:
+            plan = self._plan_for(codes)
+            try:
+                blocks = await self.read_blocks(plan.blocks)
+            except ModbusProtocolError as exc:
+                if exc.exception_code != ILLEGAL_DATA_ADDRESS or self._gap_level == len(GAP_LEVELS) - 1:
+                    raise
+                self._gap_level += 1
+                self._plans.clear()
+                log.info("%s: merged read refused (%s); reading with at most %d unmapped registers per read",
+                         self._where, exc, GAP_LEVELS[self._gap_level])
+                continue
+            return decode_registers(plan.register_map, blocks)
 
     async def read_blocks(self, blocks: Sequence[ReadBlock]) -> dict[int, list[int]]:
         """Read holding registers for each block: start address -> registers."""
@@ -233,7 +258,7 @@ class MeterModbusClient:
         if response.isError():
             code = getattr(response, "exception_code", 0)
             name = MODBUS_EXCEPTIONS.get(code, "unknown exception")
-            raise ModbusProtocolError(f"{what}: Modbus exception {code} ({name})")
+            raise ModbusProtocolError(f"{what}: Modbus exception {code} ({name})", exception_code=code)
         registers = response.registers
         if len(registers) != count:
             self._drop()

@@ -55,6 +55,9 @@ class Faults:
     truncated_csv: bool = field(default=False, validator=_bool)
     wrong_password: str | None = field(default=None, validator=_password)
     modbus_disabled: bool = field(default=False, validator=_bool)
+    #: Answer "illegal data address" to any read that touches an unmapped register, as
+    #: some meters do (a client must then read mapped registers only).
+    strict_addresses: bool = field(default=False, validator=_bool)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

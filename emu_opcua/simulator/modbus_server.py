@@ -74,6 +74,8 @@ class MeterModbusServer:
         self._monotonic = monotonic
         self._last_refresh = float("-inf")
         self._pages = register_pages(self.register_map)
+        self._mapped = frozenset(a for src in self.register_map.entries.values()
+                                 for a in range(src.address, src.address + src.count))
         self._server: ModbusTcpServer | None = None
         self.requests = 0
 
@@ -127,6 +129,8 @@ class MeterModbusServer:
         if faults.drop_modbus:
             self.drop_connections()
             return ExcCodes.DEVICE_FAILURE  # never sent: the connection is closed
+        if faults.strict_addresses and any(a not in self._mapped for a in range(address, address + count)):
+            return ExcCodes.ILLEGAL_ADDRESS
         now = self._monotonic()
         if now - self._last_refresh >= self.refresh_interval:
             self._last_refresh = now

@@ -139,3 +139,30 @@ async def test_nothing_listening_is_unreachable():
             await modbus.read_values()
         with pytest.raises(MeterUnreachable):  # and again: no background reconnect state
             await modbus.connect()
+
+
+async def test_merged_reads_step_down_when_the_meter_refuses_unmapped_registers(start_fleet):
+    fleet = await start_fleet()
+    meter = fleet.meters[0]
+    async with client_for(meter) as modbus:
+        wide = modbus.plan()
+        relaxed = await modbus.read_values()
+        await meter.apply_faults(strict_addresses=True)
+        strict = await modbus.read_values()  # steps down until no read touches a gap
+        strict_plan = modbus.plan()
+        again = await modbus.read_values()
+    assert len(strict_plan) > len(wide)
+    mapped = {a for s in RegisterMap.default().entries.values() for a in range(s.address, s.address + s.count)}
+    assert all(a in mapped for b in strict_plan for a in range(b.address, b.end))
+    assert set(strict) == set(relaxed) == set(again)
+    assert strict["meter_serial"] == relaxed["meter_serial"] == int(meter.serial)
+
+
+async def test_strict_meter_rejects_a_read_into_a_gap_with_a_clear_error(start_fleet):
+    fleet = await start_fleet()
+    meter = fleet.meters[0]
+    await meter.apply_faults(strict_addresses=True)
+    async with client_for(meter) as modbus:
+        with pytest.raises(ModbusProtocolError, match="illegal data address") as info:
+            await modbus.read_registers(5999, 24)  # import energy, gap, export energy
+    assert info.value.exception_code == 2
