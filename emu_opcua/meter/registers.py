@@ -291,6 +291,10 @@ def decode_registers(register_map: RegisterMap, blocks: Mapping[int, Sequence[in
             raise ParseError(
                 f"{src.type} is {raw!r} (wrong register map?)", where=f"modbus register {src.address} ({code})"
             )
+        if src.type == "float32":
+            # A float32 carries ~7 significant digits; the double struct gives back has
+            # more (230.81822204589844). Keep the 7 the meter sent: 230.8182.
+            raw = float(f"{raw:.7g}")
         factor = _conversion(code, src)
         divisor = _divisor(factor)
         out[code] = raw / divisor if divisor else raw * factor

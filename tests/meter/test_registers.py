@@ -112,8 +112,8 @@ def test_round_trip_every_type(rtype, word_order):
         regs = encode_registers(m, {"power_fail_count": value})
         assert all(0 <= r <= 0xFFFF for r in regs.values())
         decoded = decode_registers(m, read_all(m, regs))["power_fail_count"]
-        expected = struct.unpack(">f", struct.pack(">f", value))[0] if rtype == "float32" else value
-        assert decoded == expected
+        # float32 samples have at most 7 significant digits: they come back exactly
+        assert decoded == value
 
 
 def test_round_trip_with_scale_and_unit():
@@ -263,3 +263,20 @@ def test_catalogue_units_convert():
         assert (q.unit is None) == (src.unit is None), code
         if q.unit is not None:
             src.unit.convert_to(q.unit)
+
+
+def test_float32_values_keep_the_digits_the_meter_sent():
+    import struct as _struct
+
+    from emu_opcua.meter.registers import RegisterMap as _Map, decode_registers as _decode
+
+    register_map = _Map.default()
+    source = register_map.entries["voltage_l1"]
+    hi, lo = _struct.unpack(">HH", _struct.pack(">f", 230.8182))
+    values = _decode(register_map.with_entries({"voltage_l1": source}), {source.address: [hi, lo]})
+    assert values["voltage_l1"] == 230.8182  # not 230.81820678710938
+    power = register_map.entries["active_power_total"]
+    hi, lo = _struct.unpack(">HH", _struct.pack(">f", 295.1228))
+    values = _decode(register_map.with_entries({"active_power_total": power}), {power.address: [hi, lo]})
+    # W -> kW; float32 noise (~1e-8 relative) removed, only double rounding (~1e-16) left
+    assert values["active_power_total"] == pytest.approx(0.2951228, rel=1e-12, abs=0)
