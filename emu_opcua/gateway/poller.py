@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 FAST_CODES: tuple[str, ...] = tuple(q.code for q in CATALOGUE if q.is_measurement and q.modbus)
 #: Counters read over Modbus only with the cross-check (they change rarely).
 SLOW_MODBUS_CODES: tuple[str, ...] = tuple(q.code for q in CATALOGUE if q.group == "diagnostic" and q.modbus)
+#: Measurements only meterdata.json carries (tariff energies): read with the extremes
+#: while the fast group reads Modbus.
+METERDATA_ONLY_CODES: tuple[str, ...] = tuple(
+    q.code for q in CATALOGUE if q.is_measurement and q.meterdata and not q.modbus
+)
 #: Quantities only the datalog carries.
 DATALOG_ONLY_CODES: tuple[str, ...] = tuple(
     q.code for q in CATALOGUE if q.is_measurement and q.datalog and not q.meterdata and not q.modbus
@@ -220,10 +225,15 @@ class MeterPoller:
             log.warning("meter %s: %s poll failed: %s", self.name, group, error)
         quality = health.quality(self.clock())
         if group == "fast":
-            await self.sink.measurements_failed(FAST_CODES, quality)
+            codes = FAST_CODES if self._data_source == SOURCE_MODBUS else FAST_CODES + METERDATA_ONLY_CODES
+            await self.sink.measurements_failed(codes, quality)
         elif group == "extremes":
             await self.sink.extremes_failed(quality)
+            if self._data_source == SOURCE_MODBUS:
+                await self.sink.measurements_failed(METERDATA_ONLY_CODES, quality)
         elif group == "datalog":
+            # the newest row is published again after the next success, even unchanged
+            self._datalog_index = None
             await self.sink.measurements_failed(DATALOG_ONLY_CODES, quality)
 
     # --- the groups ---------------------------------------------------------------
@@ -239,8 +249,12 @@ class MeterPoller:
     async def _poll_extremes(self) -> None:
         now = self.clock()
         modbus_values = None
+        # After a failed check, check again at once (the next extremes poll): confirm a
+        # wrong map before its values are served for another crosscheck_interval, and
+        # notice a fixed one as soon.
         if (self._modbus_enabled and self._status_known.is_set()
-                and now - self._last_crosscheck >= self.settings.crosscheck_interval):
+                and (now - self._last_crosscheck >= self.settings.crosscheck_interval
+                     or self._crosscheck_failures > 0)):
             self._last_crosscheck = now
             try:
                 modbus_values = await self._read_modbus(None)
@@ -250,6 +264,10 @@ class MeterPoller:
         self._note_meter_time(data.meter_time)
         if data.extremes is not None:
             await self.sink.extremes(data.extremes)
+        if self._data_source == SOURCE_MODBUS:
+            only = {c: data.values[c] for c in METERDATA_ONLY_CODES if c in data.values}
+            if only:
+                await self.sink.measurements(only, data.meter_time)
         if modbus_values is not None:
             self._apply_crosscheck(modbus_values, data)
             extra = {c: modbus_values[c] for c in SLOW_MODBUS_CODES if c in modbus_values}
@@ -350,7 +368,8 @@ class MeterPoller:
             connection_state=state,
             last_successful_poll=max(successes) if successes else None,
             consecutive_failures=worst.consecutive_failures,
-            last_error=worst.error_text(),
+            # the error of a group failing now; "" once every group answers again
+            last_error=worst.error_text() if worst.consecutive_failures else "",
             poll_duration_ms=self._fast.last_duration * 1000.0,
             crosscheck=check.summary() if check is not None else "not yet checked",
             crosscheck_ok=check.ok if check is not None else None,
