@@ -1,0 +1,102 @@
+"""Interoperability: an independent OPC UA stack (node-opcua) reads a measurement.
+
+``make test`` installs node-opcua into tests/interop/node_modules (npm ci); without it the
+test fails, saying so, rather than skipping: CI runs ``make test``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from asyncua import Client
+
+from emu_opcua.meter.units import UNECE_NAMESPACE_URI
+from emu_opcua.opcua.config import MeterConfig, ServerConfig
+from emu_opcua.opcua.nodeset import NAMESPACE_URI
+from emu_opcua.opcua.serve import GatewayServer
+from emu_opcua.simulator.fleet import Fleet, FleetConfig
+
+INTEROP = Path(__file__).resolve().parents[1] / "interop"
+SCRIPT = INTEROP / "read_measurement.mjs"
+WAIT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_or_fail() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (Node.js) is not installed: install it, then run `make test` "
+                    "(it installs node-opcua into tests/interop/node_modules)")
+    if not (INTEROP / "node_modules" / "node-opcua-client").is_dir():
+        pytest.fail("tests/interop/node_modules is missing node-opcua-client: run `make test` "
+                    "(it runs npm ci in tests/interop)")
+    return node
+
+
+# node-opcua sends its client certificate in CreateSession even on a SecurityPolicy None
+# channel; OPC 10000-4 5.6.2.2 says the server shall then ignore it, but asyncua (2.1)
+# hands it to our ClientCertificateValidator, which refuses it (BadCertificateUntrusted)
+# unless trusted. Strict xfail: it reports when that gets fixed.
+UNTRUSTED_ON_NONE = pytest.mark.xfail(
+    strict=True, reason="client certificate validated on a SecurityPolicy None channel (OPC 10000-4 5.6.2.2)")
+
+
+@pytest.mark.parametrize("trust_all_clients", [pytest.param(False, marks=UNTRUSTED_ON_NONE), True],
+                         ids=["default-trust", "trust-all-clients"])
+async def test_node_opcua_reads_active_power_with_units(tmp_path: Path, trust_all_clients: bool):
+    node = node_or_fail()
+    async with Fleet(FleetConfig(meters=1, host="127.0.0.1", control_port=None)) as fleet:
+        await fleet.wait_warm()
+        p = fleet.ports()[0]
+        config = ServerConfig(
+            host="127.0.0.1", port=free_port(), pki_dir=tmp_path / "pki", application_uri="urn:test:emu-opcua",
+            security_policies=("None",), allow_anonymous=True, trust_all_clients=trust_all_clients,
+            meters=(MeterConfig(name="boiler", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
+                                fast_interval=0.5, extremes_interval=1.0, status_interval=2.0),),
+        )
+        async with GatewayServer(config) as gateway:
+            # wait (with our own client) until the value has been polled once
+            power_id = gateway.model.quantity("boiler", "active_power_total")
+            async with Client(config.endpoint, timeout=10) as client:
+                deadline = asyncio.get_running_loop().time() + WAIT
+                while True:
+                    dv = await client.get_node(power_id).read_data_value(raise_on_bad_status=False)
+                    if dv.StatusCode.is_good():
+                        break
+                    if asyncio.get_running_loop().time() > deadline:
+                        pytest.fail(f"boiler AcActivePowerTotal not Good within {WAIT:g} s: {dv.StatusCode.name}")
+                    await asyncio.sleep(0.1)
+            path = [f"{NAMESPACE_URI}|{name}" for name in ("Meters", "boiler", "Measurements", "AcActivePowerTotal")]
+            # asyncio subprocess: the server runs in this event loop and must keep answering
+            proc = await asyncio.create_subprocess_exec(
+                node, str(SCRIPT), f"opc.tcp://127.0.0.1:{config.port}/", *path,
+                cwd=INTEROP, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                pytest.fail("node read_measurement.mjs did not finish within 60 s")
+    assert proc.returncode == 0, f"node-opcua client failed:\n{err.decode(errors='replace')}"
+    # node-opcua logs warnings on stdout too: the result is the JSON object line
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, f"no output from the node-opcua client; stderr:\n{err.decode(errors='replace')}"
+    result = json.loads(lines[-1])
+    assert result["statusCode"] == "Good", result
+    assert isinstance(result["value"], (int, float)) and math.isfinite(result["value"]), result
+    eu = result["engineeringUnits"]
+    assert eu is not None, result
+    assert eu["unitId"] == 4937556 and eu["namespaceUri"] == UNECE_NAMESPACE_URI, eu
+    assert eu["displayName"] == "kW"
+    assert result["displayName"]
