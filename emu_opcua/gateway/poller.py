@@ -32,7 +32,7 @@ from attrs import define, field, frozen
 from emu_opcua.clients.backoff import Backoff
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
-from emu_opcua.errors import EmuError, ModbusDisabled, RegisterMapMismatch
+from emu_opcua.errors import EmuError, ModbusDisabled, ModbusProtocolError, ParseError, RegisterMapMismatch
 from emu_opcua.gateway.health import ConnectionState, SourceHealth
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE
 from emu_opcua.meter.crosscheck import CrossCheckResult, cross_check
@@ -133,6 +133,7 @@ class MeterPoller:
     _status_known: asyncio.Event = field(init=False, factory=asyncio.Event)
     _clock_offset: timedelta = field(init=False, default=timedelta(0))
     _crosscheck: CrossCheckResult | None = field(init=False, default=None)
+    _crosscheck_text: str = field(init=False, default="not yet checked")
     _crosscheck_failures: int = field(init=False, default=0)
     _last_crosscheck: float = field(init=False, default=float("-inf"))
     _data_source: str = field(init=False, default=SOURCE_MODBUS)
@@ -249,6 +250,7 @@ class MeterPoller:
     async def _poll_extremes(self) -> None:
         now = self.clock()
         modbus_values = None
+        map_error: str | None = None
         # After a failed check, check again at once (the next extremes poll): confirm a
         # wrong map before its values are served for another crosscheck_interval, and
         # notice a fixed one as soon.
@@ -258,10 +260,16 @@ class MeterPoller:
             self._last_crosscheck = now
             try:
                 modbus_values = await self._read_modbus(None)
+            except (ModbusProtocolError, ParseError) as error:
+                # The meter answered, but not with values the map can decode (an illegal
+                # address, a NaN float): evidence against the map, like a mismatch.
+                map_error = str(error)
             except EmuError as error:  # the fast group reports Modbus trouble
                 log.debug("meter %s: cross-check Modbus read failed: %s", self.name, error)
         data = await self.http.meterdata()
         self._note_meter_time(data.meter_time)
+        if map_error is not None:
+            self._crosscheck_failed(f"register map does not fit the meter: {map_error}")
         if data.extremes is not None:
             await self.sink.extremes(data.extremes)
         if self._data_source == SOURCE_MODBUS:
@@ -334,13 +342,20 @@ class MeterPoller:
 
     def _apply_crosscheck(self, modbus_values: Mapping[str, float], data: MeterData) -> None:
         result = cross_check(modbus_values, data, serial=self._serial)
-        self._crosscheck = result
         if result.ok:
+            self._crosscheck = result
+            self._crosscheck_text = result.summary()
             self._crosscheck_failures = 0
+            self._choose_source()
         else:
-            self._crosscheck_failures += 1
-            if self._crosscheck_failures == 1:
-                log.warning("meter %s: %s", self.name, RegisterMapMismatch(result.summary()))
+            self._crosscheck_failed(result.summary(), result)
+
+    def _crosscheck_failed(self, summary: str, result: CrossCheckResult | None = None) -> None:
+        self._crosscheck = result if result is not None else CrossCheckResult(False, 0, ())
+        self._crosscheck_text = summary
+        self._crosscheck_failures += 1
+        if self._crosscheck_failures == 1:
+            log.warning("meter %s: %s", self.name, RegisterMapMismatch(summary))
         self._choose_source()
 
     def _choose_source(self) -> None:
@@ -371,7 +386,7 @@ class MeterPoller:
             # the error of a group failing now; "" once every group answers again
             last_error=worst.error_text() if worst.consecutive_failures else "",
             poll_duration_ms=self._fast.last_duration * 1000.0,
-            crosscheck=check.summary() if check is not None else "not yet checked",
+            crosscheck=self._crosscheck_text,
             crosscheck_ok=check.ok if check is not None else None,
             data_source=self._data_source,
         )
