@@ -19,6 +19,8 @@ base64 salt and hash, compared in constant time; :func:`hash_password` makes the
 
 from __future__ import annotations
 
+import sys
+
 import base64
 import datetime
 import hashlib
@@ -327,6 +329,31 @@ def ensure_server_certificate(pki_dir: Path | str, application_uri: str, hostnam
     return paths
 
 
+_NONE_POLICY_URI = "http://opcfoundation.org/UA/SecurityPolicy#None"
+
+
+def _creating_session_on_none_channel(max_depth: int = 12) -> bool:
+    """True when the CreateSession being validated arrived on a SecurityPolicy None channel.
+
+    asyncua calls the certificate validator with the certificate only, not the channel it
+    came on; the channel is the ``UaProcessor`` a few frames up the (synchronously
+    nested) await chain. Looking it up there keeps the fix in our layer; when it cannot be
+    found the certificate is validated, so the lookup can only ever make us stricter.
+    """
+    from asyncua.server.uaprocessor import UaProcessor
+
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return False
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, UaProcessor):
+            policy = getattr(getattr(candidate, "_connection", None), "security_policy", None)
+            return getattr(policy, "URI", None) == _NONE_POLICY_URI
+        frame = frame.f_back
+    return False
+
+
 class ClientCertificateValidator:
     """Accept client certificates found in ``trusted/``; copy refused ones to ``rejected/``.
 
@@ -358,6 +385,11 @@ class ClientCertificateValidator:
         self._stamp = stamp
 
     async def __call__(self, cert: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
+        if _creating_session_on_none_channel():
+            # OPC 10000-4 5.6.2.2: without security the server ignores the client
+            # certificate (node-opcua and UaExpert send one anyway). Refusing it would
+            # lock such clients out of an endpoint the configuration allows.
+            return
         await self._reload()
         try:
             await self._validator.validate(cert, app_description)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -81,6 +82,10 @@ class GatewayServer:
         self.server.set_endpoint(config.endpoint)
         await configure_security(self.server, config)
         self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
+        # The address space is millions of long-lived objects; without this every full
+        # garbage collection walks them all (a third of a 500-meter gateway's CPU).
+        gc.collect()
+        gc.freeze()
         await self.server.start()
         for meter in config.meters:
             publisher = MeterPublisher(self.server, self.model.meters[meter.name])

@@ -44,15 +44,10 @@ def node_or_fail() -> str:
     return node
 
 
-# node-opcua sends its client certificate in CreateSession even on a SecurityPolicy None
-# channel; OPC 10000-4 5.6.2.2 says the server shall then ignore it, but asyncua (2.1)
-# hands it to our ClientCertificateValidator, which refuses it (BadCertificateUntrusted)
-# unless trusted. Strict xfail: it reports when that gets fixed.
-UNTRUSTED_ON_NONE = pytest.mark.xfail(
-    strict=True, reason="client certificate validated on a SecurityPolicy None channel (OPC 10000-4 5.6.2.2)")
-
-
-@pytest.mark.parametrize("trust_all_clients", [pytest.param(False, marks=UNTRUSTED_ON_NONE), True],
+# node-opcua sends its (untrusted) client certificate in CreateSession even on a
+# SecurityPolicy None channel; OPC 10000-4 5.6.2.2 says the server shall then ignore it.
+# The default-trust case proves our validator does (asyncua itself would refuse it).
+@pytest.mark.parametrize("trust_all_clients", [False, True],
                          ids=["default-trust", "trust-all-clients"])
 async def test_node_opcua_reads_active_power_with_units(tmp_path: Path, trust_all_clients: bool):
     node = node_or_fail()
