@@ -20,6 +20,7 @@ Uncertain, then turn Bad after ``stale_after`` (see ``health``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -32,7 +33,14 @@ from attrs import define, field, frozen
 from emu_opcua.clients.backoff import Backoff
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
-from emu_opcua.errors import EmuError, ModbusDisabled, ModbusProtocolError, ParseError, RegisterMapMismatch
+from emu_opcua.errors import (
+    EmuError,
+    MeterCommunicationError,
+    ModbusDisabled,
+    ModbusProtocolError,
+    ParseError,
+    RegisterMapMismatch,
+)
 from emu_opcua.gateway.health import ConnectionState, SourceHealth
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE
 from emu_opcua.meter.crosscheck import CrossCheckResult, cross_check
@@ -131,6 +139,7 @@ class MeterPoller:
     _modbus_lock: asyncio.Lock = field(init=False, factory=asyncio.Lock)
     _modbus_enabled: bool = field(init=False, default=True)
     _status_known: asyncio.Event = field(init=False, factory=asyncio.Event)
+    _status_wakeup: asyncio.Event = field(init=False, factory=asyncio.Event)
     _clock_offset: timedelta = field(init=False, default=timedelta(0))
     _crosscheck: CrossCheckResult | None = field(init=False, default=None)
     _crosscheck_text: str = field(init=False, default="not yet checked")
@@ -171,20 +180,48 @@ class MeterPoller:
         # Spread the first polls of many meters over one interval, so 1000 meters do not
         # hit the same second.
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
+        wakeup = self._status_wakeup if group == "status" else None
         while True:
             start = self.clock()
-            try:
-                await poll()
-            except EmuError as error:
+            error = await self._attempt(group, poll)
+            if error is not None:
                 health.record_failure(self.clock(), error, self.clock() - start)
                 await self._on_failure(group, health, error)
-                delay = backoff.next_delay()
+                delay = self._failure_delay(health, backoff)
             else:
                 health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
                 backoff.reset()
                 delay = max(0.0, interval - (self.clock() - start))
             await self._publish_diagnostics()
-            await asyncio.sleep(delay)
+            if wakeup is None:
+                await asyncio.sleep(delay)
+            else:
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), delay)
+
+    async def _attempt(self, group: str, poll: Callable[[], Awaitable[None]]) -> EmuError | None:
+        """Run one poll; the error it failed with, or None. A bug (any other exception)
+        is logged with its traceback and counted as a failure: it must never end the
+        polling of this meter, let alone of the others."""
+        try:
+            await poll()
+        except EmuError as error:
+            return error
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            log.exception("meter %s: %s poll failed unexpectedly", self.name, group)
+            return EmuError(f"internal error in the {group} poll: {exc!r}")
+        return None
+
+    def _failure_delay(self, health: SourceHealth, backoff: Backoff) -> float:
+        """Back off, but poll again by the time the values turn stale, so they turn Bad
+        on time rather than up to a backoff later."""
+        delay = backoff.next_delay()
+        if not health.is_stale(self.clock()):
+            since = health.last_success if health.last_success is not None else health.first_failure
+            if since is not None:
+                delay = min(delay, max(0.05, since + health.stale_after - self.clock() + 0.01))
+        return delay
 
     async def _fast_loop(self) -> None:
         interval = self.settings.fast_interval
@@ -195,13 +232,16 @@ class MeterPoller:
         while True:
             start = self.clock()
             lateness = start - deadline
-            try:
-                await self._poll_fast()
-            except EmuError as error:
+            error = await self._attempt("fast", self._poll_fast)
+            if error is not None:
                 self._fast.record_failure(self.clock(), error, self.clock() - start)
                 self.stats.failures += 1
                 await self._on_failure("fast", self._fast, error)
-                delay = backoff.next_delay()
+                if isinstance(error, MeterCommunicationError) and self._data_source == SOURCE_MODBUS:
+                    # Modbus may have been switched off on the meter: ask status.json now
+                    # rather than at the next status poll.
+                    self._status_wakeup.set()
+                delay = self._failure_delay(self._fast, backoff)
                 deadline = self.clock() + delay
             else:
                 end = self.clock()
@@ -318,9 +358,12 @@ class MeterPoller:
                 self._modbus = self.modbus_factory(self.modbus_port)
             try:
                 return await self._modbus.read_values(codes)
-            except EmuError:
-                # After a timeout the transaction ids may be out of step: start afresh.
-                await self._close_modbus_locked()
+            except MeterCommunicationError as error:
+                if not isinstance(error, ModbusProtocolError):
+                    # After a timeout the transaction ids may be out of step: the next read
+                    # starts on a fresh connection. The client object stays, with what it
+                    # learnt about the meter (how boldly reads may be merged).
+                    await self._modbus.close()
                 raise
 
     async def _close_modbus(self) -> None:
