@@ -49,14 +49,8 @@ from typing import NamedTuple
 from attrs import frozen
 
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE, WITH_EXTREMES
+from emu_opcua.meter.datalog import DatalogStatus
 
-# Status bits of a datalog row (numerically the same as meter.datalog.DatalogStatus).
-CLOCK_CHANGED = 0x01
-CT_RATIO_CHANGED = 0x02
-VT_RATIO_CHANGED = 0x04
-PULSE_LENGTH_CHANGED = 0x08
-PULSE_VALUE_CHANGED = 0x10
-POWER_OUTAGE = 0x20
 
 _MASK = (1 << 64) - 1
 _TWO_PI = 2.0 * math.pi
@@ -544,7 +538,7 @@ class MeterPhysics:
     # --- events ------------------------------------------------------------------------
     def power_outage(self) -> None:
         """The meter lost power and came back: 0x20 on the next row, counter + 1."""
-        self._pending_status |= POWER_OUTAGE
+        self._pending_status |= DatalogStatus.POWER_OUTAGE
         self.power_fail_count = (self.power_fail_count + 1) & 0xFFFF
 
     def clock_change(self, offset_s: float) -> None:
@@ -553,19 +547,19 @@ class MeterPhysics:
         on the LP variant, a logbook entry."""
         before = int(self.time)
         self.clock_offset += offset_s
-        self._pending_status |= CLOCK_CHANGED
+        self._pending_status |= DatalogStatus.CLOCK_CHANGED
         self._append_logbook(before, int(before + offset_s))
 
     def change_ct_ratio(self, primary: int, secondary: int) -> None:
         old = self.ct
         self.ct = (int(primary), int(secondary))
-        self._pending_status |= CT_RATIO_CHANGED
+        self._pending_status |= DatalogStatus.CT_RATIO_CHANGED
         self._append_logbook(int(self.time), int(self.time), ct_before=old)
 
     def change_vt_ratio(self, primary: int, secondary: int) -> None:
         old = self.vt
         self.vt = (int(primary), int(secondary))
-        self._pending_status |= VT_RATIO_CHANGED
+        self._pending_status |= DatalogStatus.VT_RATIO_CHANGED
         self._append_logbook(int(self.time), int(self.time), vt_before=old)
 
     def change_pulse(self, value: int | None = None, length_ms: int | None = None) -> None:
@@ -573,9 +567,9 @@ class MeterPhysics:
         self.pulse = (old[0] if value is None else int(value),
                       old[1] if length_ms is None else int(length_ms))
         if self.pulse[0] != old[0]:
-            self._pending_status |= PULSE_VALUE_CHANGED
+            self._pending_status |= DatalogStatus.PULSE_VALUE_CHANGED
         if self.pulse[1] != old[1]:
-            self._pending_status |= PULSE_LENGTH_CHANGED
+            self._pending_status |= DatalogStatus.PULSE_LENGTH_CHANGED
         self._append_logbook(int(self.time), int(self.time), pulse_before=old)
 
     def _append_logbook(self, t: int, t_after: int, *, ct_before=None, vt_before=None,

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
+from emu_opcua.meter.datalog import DatalogStatus
 from emu_opcua.simulator.physics import (
-    COUNTER_CODES, CT_RATIO_CHANGED, POWER_OUTAGE, CLOCK_CHANGED, MeterPhysics, PhysicsConfig,
+    COUNTER_CODES, MeterPhysics, PhysicsConfig,
     TariffSchedule,
 )
 
@@ -151,7 +152,7 @@ def test_events_set_status_bits_and_logbook():
     fails = p.power_fail_count
     p.advance_to(START + 900)
     row = p.row(p.last_index)
-    assert row.status == POWER_OUTAGE | CT_RATIO_CHANGED
+    assert row.status == DatalogStatus.POWER_OUTAGE | DatalogStatus.CT_RATIO_CHANGED
     assert p.power_fail_count == fails
     assert p.logbook_count == n_log + 1
     entry = p.logbook_entry(p.logbook_count)
@@ -160,7 +161,7 @@ def test_events_set_status_bits_and_logbook():
     p.clock_change(-30)
     assert p.clock_offset == -30
     p.advance_to(START + 1800 - 30)
-    assert p.row(p.last_index).status == CLOCK_CHANGED
+    assert p.row(p.last_index).status == DatalogStatus.CLOCK_CHANGED
     p.advance_to(START + 2700)
     assert p.row(p.last_index).status == 0
 
