@@ -14,9 +14,9 @@ For each fleet size N:
      to step a meter's load (``/_sim/meters/{n}/events/load``) and the time until the
      client is notified of the new value is recorded (p50 / p95);
    - Read throughput: Read requests of 500 Values each, back to back from 4 concurrent
-     tasks, against the gateway; then, side by side in the same run, against a bare
-     asyncua server holding the same number of Double variables (same process layout,
-     simulator stopped for neither: each gets the machine as the gateway run had it).
+     tasks, against the gateway while it polls every meter, then with its polling
+     paused (the Read service alone), then, side by side in the same run, against a
+     bare asyncua server holding the same number of Double variables.
 Only 127.0.0.1 is contacted. Prints one table at the end.
 """
 
@@ -91,7 +91,12 @@ async def gateway_role(config_path: str) -> None:
         line = (await reader.readline()).decode().strip()
         if not line or line == "quit":
             break
-        if line == "start":
+        if line == "pause":  # stop polling (values stay): isolates the Read service
+            for task in gateway._tasks:
+                task.cancel()
+            await asyncio.gather(*gateway._tasks, return_exceptions=True)
+            emit({"paused": True})
+        elif line == "start":
             for p in gateway.pollers.values():
                 p.stats.polls = p.stats.on_time = p.stats.failures = 0
             cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -276,6 +281,9 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True) -> di
             node_ids = [ua.NodeId(f"m{i:04d}.Measurements.{q.browse_name}", idx)
                         for i in range(n) for q in MEASUREMENTS]
             gw_reads = await read_throughput(url, node_ids, 8.0)
+            gw.send("pause")
+            gw.recv()
+            gw_reads_idle = await read_throughput(url, node_ids, 8.0)
         finally:
             gw.send("quit")
             gw.stop()
@@ -309,19 +317,23 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True) -> di
         "gw_reads": gw_reads,
         "bare_reads": bare_reads,
         "ratio": gw_reads / bare_reads,
+        "gw_reads_idle": gw_reads_idle,
+        "ratio_idle": gw_reads_idle / bare_reads,
     }
 
 
 def print_table(rows: list[dict]) -> None:
     head = ["meters", "build s", "polls on time", "polls done", "gw CPU %", "RSS", "RSS/meter",
-            "latency p50", "latency p95", "samples", "Read gw values/s", "Read bare values/s", "ratio"]
+            "latency p50", "latency p95", "samples", "Read gw values/s", "ratio",
+            "Read gw (polling paused)", "ratio", "Read bare values/s"]
     lines = [head]
     for r in rows:
         lines.append([
             str(r["meters"]), f"{r['build_s']:.1f}", f"{r['on_time_pct']:.1f} %", f"{r['polls_done_pct']:.1f} %",
             f"{r['cpu_pct']:.0f}", f"{r['rss_kib'] / 1024:.0f} MB", f"{r['rss_per_meter_kib'] / 1024:.2f} MB",
             f"{r['lat_p50_ms']:.0f} ms", f"{r['lat_p95_ms']:.0f} ms", f"{r['lat_n']} ({r['lat_lost']} lost)",
-            f"{r['gw_reads']:,.0f}", f"{r['bare_reads']:,.0f}", f"{r['ratio']:.2f}",
+            f"{r['gw_reads']:,.0f}", f"{r['ratio']:.2f}", f"{r['gw_reads_idle']:,.0f}",
+            f"{r['ratio_idle']:.2f}", f"{r['bare_reads']:,.0f}",
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     for k, line in enumerate(lines):
