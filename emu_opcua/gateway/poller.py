@@ -70,6 +70,16 @@ SOURCE_HTTP_MODBUS_OFF = "http (modbus disabled)"
 SOURCE_HTTP_MISMATCH = "http (register map mismatch)"
 
 
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that was swallowed on the way. Python 3.11's
+    ``asyncio.wait_for`` (used inside pymodbus) returns the result instead of raising
+    when the awaited call completes in the same instant the task is cancelled; a polling
+    loop would then run on forever and shutdown would hang."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @frozen
 class PollSettings:
     fast_interval: float = 1.0
@@ -198,7 +208,9 @@ class MeterPoller:
             else:
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await wakeup.wait()
+            _raise_if_cancelled()
 
     async def _attempt(self, group: str, poll: Callable[[], Awaitable[None]]) -> EmuError | None:
         """Run one poll; the error it failed with, or None. A bug (any other exception)
@@ -260,6 +272,7 @@ class MeterPoller:
                 delay = deadline - end
             await self._publish_diagnostics()
             await asyncio.sleep(max(0.0, delay))
+            _raise_if_cancelled()
 
     async def _on_failure(self, group: str, health: SourceHealth, error: EmuError) -> None:
         if health.consecutive_failures == 1:

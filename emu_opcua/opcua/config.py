@@ -70,7 +70,8 @@ class ServerConfig:
     name: str = "EMU OPC UA Server"
     hostnames: tuple[str, ...] = ()  # DNS names / IPs for the certificate's subjectAltName
     pki_dir: Path = Path("pki")
-    security_policies: tuple[str, ...] = ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt")
+    security_policies: tuple[str, ...] = ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt",
+                                         "Aes256_Sha256_RsaPss_Sign", "Aes256_Sha256_RsaPss_SignAndEncrypt")
     allow_anonymous: bool = True  # anonymous sessions get the reader role
     trust_all_clients: bool = False  # accept any client certificate (else: pki/trusted only)
     users: tuple[UserConfig, ...] = ()

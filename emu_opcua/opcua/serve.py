@@ -32,6 +32,7 @@ from emu_opcua.opcua.security import configure_security
 log = logging.getLogger(__name__)
 
 DEMO_METERS = 3
+STOP_TIMEOUT = 10.0  # seconds the pollers get to stop on shutdown
 
 
 def poll_settings(meter: MeterConfig) -> PollSettings:
@@ -110,9 +111,11 @@ class GatewayServer:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a poller that does not stop must not keep the process from exiting.
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.error("%s did not stop within %g s; leaving it", task.get_name(), STOP_TIMEOUT)
         self._tasks.clear()
         for http in self._http_clients:
             await http.aclose()

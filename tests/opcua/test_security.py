@@ -244,3 +244,26 @@ def test_permissions_by_role():
     from asyncua.crypto.permission_rules import User
 
     assert not rules.check_validity(User(), read, None)  # not activated through our user manager
+
+
+@pytest.mark.parametrize("mode", [ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt])
+async def test_aes256_sha256_rsapss_channels_with_user_login(tmp_path, hashes, client_cert, mode):
+    suffix = "Sign" if mode == ua.MessageSecurityMode.Sign else "SignAndEncrypt"
+    config = make_config(tmp_path, hashes, anonymous=False, policies=[f"Aes256_Sha256_RsaPss_{suffix}"])
+    server, model, paths = await start(config)
+    shutil.copy(client_cert[0], paths.trusted / "test-client.der")
+    try:
+        client = Client(config.endpoint, timeout=10)
+        client.application_uri = CLIENT_URI
+        await client.set_security(
+            security_policies.SecurityPolicyAes256Sha256RsaPss, certificate=str(client_cert[0]),
+            private_key=str(client_cert[1]), server_certificate=str(paths.cert), mode=mode)
+        client.set_user("bob")
+        client.set_password("bob-pw")
+        async with client:
+            node_id = model.quantity("boiler", "active_power_total")
+            dv = await client.get_node(node_id).read_data_value(raise_on_bad_status=False)
+            assert dv.StatusCode.name == "BadWaitingForInitialData"  # nothing polled in this test
+            assert client.security_policy.URI.endswith("Aes256_Sha256_RsaPss")
+    finally:
+        await server.stop()
