@@ -121,8 +121,15 @@ async def bare_role(port: int, variables: int) -> None:
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     idx = await server.register_namespace("urn:bench:bare")
-    folder = await server.nodes.objects.add_folder(idx, "Bare")
+    # Like the gateway: a folder per meter, MEASUREMENTS variables in each (one huge folder
+    # would make asyncua's reference bookkeeping quadratic).
+    from emu_opcua.meter.catalogue import MEASUREMENTS
+
+    per_folder = len(MEASUREMENTS)
+    folder = None
     for i in range(variables):
+        if i % per_folder == 0:
+            folder = await server.nodes.objects.add_folder(idx, f"Bare{i // per_folder}")
         await folder.add_variable(ua.NodeId(f"v{i}", idx), f"v{i}", float(i))
     async with server:
         sys.stdout.write(json.dumps({"ready": True}) + "\n")
