@@ -19,20 +19,23 @@ Paging (``/data/`` at most 3000 rows a request, ``/logbook/`` 2048): a range is 
 index ranges of one page each, fetched in the requested direction and concatenated, so no
 row is missing or repeated at a page edge even while the meter appends new rows.
 
-For a gateway with many meters, pass one shared ``transport`` (an
-``httpx.AsyncHTTPTransport`` with suitable ``limits``) to every client: they then share a
-connection pool, and closing one client does not close the shared transport.
+Transport: by default each client has its own :class:`MeterHttpTransport` (keep-alive
+HTTP/1.1 on asyncio, at most ``max_connections`` connections to its meter; see
+:mod:`emu_opcua.clients.http_transport` for why not httpcore). Passing ``transport=``
+uses that one instead and leaves it open when the client closes (e.g. one transport
+shared by many clients).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import ssl
-
 import httpx
+
+from emu_opcua.clients.http_transport import MeterHttpTransport
 from emu_opcua.errors import (
     AuthenticationFailed,
     EmuError,
@@ -148,17 +151,15 @@ class MeterHttpClient:
     def __init__(self, host: str, port: int = 80, *, password: str | None = None,
                  timeout: float = 5.0, connect_timeout: float | None = None,
                  scheme: str = "http", transport: httpx.AsyncBaseTransport | None = None,
-                 limits: httpx.Limits | None = None, verify: bool | ssl.SSLContext = True) -> None:
+                 max_connections: int = 2, verify: bool | ssl.SSLContext = True) -> None:
         self.host = host
         self.port = port
         self.base_url = f"{scheme}://{_host_for_url(host)}:{port}"
         self._has_password = password is not None
-        kwargs: dict = {}
         if transport is not None:
-            kwargs["transport"] = _SharedTransport(transport)
+            transport = _SharedTransport(transport)
         else:
-            kwargs["limits"] = limits or httpx.Limits(max_connections=2, max_keepalive_connections=1)
-            kwargs["verify"] = verify
+            transport = MeterHttpTransport(max_connections=max_connections, verify=verify)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             auth=httpx.BasicAuth(USER, password) if password is not None else None,
@@ -166,7 +167,7 @@ class MeterHttpClient:
             headers={"Accept": "*/*", "User-Agent": "emu-opcua"},
             follow_redirects=False,
             trust_env=False,
-            **kwargs,
+            transport=transport,
         )
 
     def __repr__(self) -> str:

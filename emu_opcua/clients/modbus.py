@@ -17,7 +17,7 @@ Errors (translated at the boundary):
 
 What to read comes from :func:`emu_opcua.meter.registers.plan_reads` (fewest requests
 over the register map) and how to decode it from :func:`decode_registers`; both are
-computed once per set of quantity codes and cached.
+computed once per set of quantity codes and cached (:class:`RegisterDecoder`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from emu_opcua.meter.registers import (
     DEFAULT_MAX_GAP,
     MAX_READ_COUNT,
     ReadBlock,
+    RegisterDecoder,
     RegisterMap,
-    decode_registers,
     plan_reads,
 )
 
@@ -62,13 +62,13 @@ class _Dropped(MeterUnreachable):
 
 
 class _Plan:
-    """What to read for one set of codes, and the map to decode it with."""
+    """What to read for one set of codes, and how to decode it."""
 
-    __slots__ = ("register_map", "blocks")
+    __slots__ = ("blocks", "decoder")
 
     def __init__(self, register_map: RegisterMap, blocks: tuple[ReadBlock, ...]) -> None:
-        self.register_map = register_map
         self.blocks = blocks
+        self.decoder = RegisterDecoder(register_map, blocks)
 
 
 #: How many unmapped registers a merged read may span, boldest first. The default map
@@ -197,7 +197,7 @@ class MeterModbusClient:
                 log.info("%s: merged read refused (%s); reading with at most %d unmapped registers per read",
                          self._where, exc, GAP_LEVELS[self._gap_level])
                 continue
-            return decode_registers(plan.register_map, blocks)
+            return plan.decoder.decode(list(blocks.values()))
 
     async def read_blocks(self, blocks: Sequence[ReadBlock]) -> dict[int, list[int]]:
         """Read holding registers for each block: start address -> registers."""

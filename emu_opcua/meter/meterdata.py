@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Mapping
 
@@ -54,8 +54,13 @@ def _frozen_optional_mapping(value) -> Mapping | None:
     return None if value is None else _frozen_mapping(value)
 
 
+_ZERO = timedelta(0)
+
+
 def _check_utc(_inst, attribute, value) -> None:
-    if value is not None and (not isinstance(value, datetime) or value.utcoffset() != timedelta(0)):
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):
+        return  # the common case, checked cheaply: parsing creates many of these
+    if not isinstance(value, datetime) or value.utcoffset() != _ZERO:
         raise ValueError(f"{attribute.name} must be a tz-aware UTC datetime, got {value!r}")
 
 
@@ -82,6 +87,14 @@ class MeterData:
 
 def _number(obj: dict, key: str) -> float:
     value = obj[key]
+    if type(value) is str and _DECIMAL.fullmatch(value):
+        number = float(value)  # the regex admits no nan/inf, but a huge exponent overflows
+        if math.isfinite(number):
+            return number
+    return _number_slow(value, key)
+
+
+def _number_slow(value: object, key: str) -> float:
     where = f"{DOCUMENT} key {key!r}"
     if isinstance(value, str):
         if not _DECIMAL.fullmatch(value):
@@ -96,18 +109,37 @@ def _number(obj: dict, key: str) -> float:
     return number
 
 
+#: epoch second -> datetime: min/max times repeat from one poll to the next, so a
+#: gateway parsing meterdata.json every few seconds for many meters converts each once.
+_EPOCHS: dict[int, datetime] = {}
+_EPOCHS_MAX = 1 << 16
+
+
 def _epoch(obj: dict, key: str, *, required: bool) -> datetime | None:
+    value = obj.get(key)
+    if type(value) is int:  # the common case
+        if value == 0 and not required:
+            return None
+        t = _EPOCHS.get(value)
+        if t is None:
+            if len(_EPOCHS) >= _EPOCHS_MAX:
+                _EPOCHS.clear()
+            t = _EPOCHS[value] = epoch_to_datetime(value, where=f"{DOCUMENT} key {key!r}")
+        return t
     where = f"{DOCUMENT} key {key!r}"
     if key not in obj:
         if required:
             raise ParseError("missing", where=where)
         return None
-    value = obj[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParseError(f"expected epoch seconds (integer), got {value!r}", where=where)
-    if value == 0 and not required:
-        return None
-    return epoch_to_datetime(value, where=where)
+    raise ParseError(f"expected epoch seconds (integer), got {value!r}", where=where)
+
+
+#: (code, min key, max key, min time key, max time key) of every quantity with extremes
+_EXTREME_KEYS = tuple(
+    (q.code, q.extreme_key("min"), q.extreme_key("max"),
+     TIMESTAMP_PREFIX + q.extreme_key("min"), TIMESTAMP_PREFIX + q.extreme_key("max"))
+    for q in WITH_EXTREMES
+)
 
 
 def parse_meterdata(data: bytes | str) -> MeterData:
@@ -120,13 +152,12 @@ def parse_meterdata(data: bytes | str) -> MeterData:
     extremes = None
     if show:
         extremes = {}
-        for q in WITH_EXTREMES:
-            lo, hi = q.extreme_key("min"), q.extreme_key("max")
+        for code, lo, hi, ts_lo, ts_hi in _EXTREME_KEYS:
             if lo not in obj or hi not in obj:
                 continue
-            extremes[q.code] = Extremes(
-                Extreme(_number(obj, lo), _epoch(obj, TIMESTAMP_PREFIX + lo, required=False)),
-                Extreme(_number(obj, hi), _epoch(obj, TIMESTAMP_PREFIX + hi, required=False)),
+            extremes[code] = Extremes(
+                Extreme(_number(obj, lo), _epoch(obj, ts_lo, required=False)),
+                Extreme(_number(obj, hi), _epoch(obj, ts_hi, required=False)),
             )
     return MeterData(meter_time, values, extremes)
 

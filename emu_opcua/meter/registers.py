@@ -257,48 +257,86 @@ def _divisor(factor: float) -> int:
     return 0
 
 
-def _locate(blocks: Mapping[int, Sequence[int]], address: int, count: int):
-    for start, regs in blocks.items():
-        if start <= address and address + count <= start + len(regs):
-            return start, regs
-    return None
+class _Field:
+    """How one entry is decoded from its block: precomputed once per plan."""
+
+    __slots__ = ("code", "address", "offset", "width", "unpack", "check_finite", "float32", "divisor", "factor",
+                 "type")
+
+    def __init__(self, code: str, src: ModbusSource, offset: int) -> None:
+        self.code = code
+        self.address = src.address
+        self.type = src.type
+        self.offset = offset  # bytes from the start of the block
+        self.width = REGISTER_WIDTH[src.type]
+        self.unpack = struct.Struct(">" + _STRUCT_CODE[src.type]).unpack_from
+        self.check_finite = src.type in _FLOAT_TYPES
+        self.float32 = src.type == "float32"
+        self.factor = _conversion(code, src)
+        self.divisor = _divisor(self.factor)
+
+
+@frozen
+class RegisterDecoder:
+    """:func:`decode_registers` compiled for one register map and one set of blocks:
+    where each value sits and how it converts, worked out once rather than per poll.
+    ``decode`` takes the registers read for ``blocks`` (in the same order)."""
+
+    register_map: RegisterMap
+    blocks: tuple[ReadBlock, ...]
+    _fields: tuple[tuple[_Field, ...], ...] = field(init=False, repr=False, eq=False)
+    _packers: tuple[struct.Struct, ...] = field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        per_block: list[list[_Field]] = [[] for _ in self.blocks]
+        for code, src in self.register_map.entries.items():
+            width = REGISTER_WIDTH[src.type]
+            for i, block in enumerate(self.blocks):
+                if block.address <= src.address and src.address + width <= block.end:
+                    per_block[i].append(_Field(code, src, 2 * (src.address - block.address)))
+                    break
+        object.__setattr__(self, "_fields", tuple(tuple(f) for f in per_block))
+        object.__setattr__(self, "_packers", tuple(struct.Struct(f">{b.count}H") for b in self.blocks))
+
+    def decode(self, registers: Sequence[Sequence[int]]) -> dict[str, float]:
+        """Values in each quantity's served unit, keyed by quantity code."""
+        if len(registers) != len(self.blocks):
+            raise ValueError(f"expected registers for {len(self.blocks)} blocks, got {len(registers)}")
+        swap = self.register_map.word_order == "little"
+        out: dict[str, float] = {}
+        for block, regs, packer, fields in zip(self.blocks, registers, self._packers, self._fields):
+            if len(regs) != block.count:
+                raise ParseError(f"expected {block.count} registers, got {len(regs)}",
+                                 where=f"modbus block at {block.address}")
+            try:
+                buf = packer.pack(*regs)
+            except struct.error:
+                bad = next((r for r in regs if not (isinstance(r, int) and 0 <= r <= 0xFFFF)), None)
+                raise ParseError(f"register value {bad!r} is not 0..65535",
+                                 where=f"modbus block at {block.address}") from None
+            for f in fields:
+                if swap and f.width > 1:
+                    words = buf[f.offset:f.offset + 2 * f.width]
+                    (raw,) = f.unpack(b"".join(words[i:i + 2] for i in range(2 * f.width - 2, -2, -2)))
+                else:
+                    (raw,) = f.unpack(buf, f.offset)
+                if f.check_finite and not math.isfinite(raw):
+                    raise ParseError(f"{f.type} is {raw!r} (wrong register map?)",
+                                     where=f"modbus register {f.address} ({f.code})")
+                if f.float32:
+                    # A float32 carries ~7 significant digits; the double struct gives back
+                    # has more (230.81822204589844). Keep the 7 the meter sent: 230.8182.
+                    raw = float(f"{raw:.7g}")
+                out[f.code] = raw / f.divisor if f.divisor else raw * f.factor
+        return out
 
 
 def decode_registers(register_map: RegisterMap, blocks: Mapping[int, Sequence[int]]) -> dict[str, float]:
     """Values of every entry whose registers are all in ``blocks`` (start address ->
-    registers read), in the quantity's served unit. Entries not covered are left out."""
-    packed: dict[int, bytes] = {}
-    for start, regs in blocks.items():
-        try:
-            packed[start] = struct.pack(f">{len(regs)}H", *regs)
-        except struct.error:
-            bad = next((r for r in regs if not (isinstance(r, int) and 0 <= r <= 0xFFFF)), None)
-            raise ParseError(f"register value {bad!r} is not 0..65535", where=f"modbus block at {start}") from None
-    swap = register_map.word_order == "little"
-    out: dict[str, float] = {}
-    for code, src in register_map.entries.items():
-        width = REGISTER_WIDTH[src.type]
-        found = _locate(blocks, src.address, width)
-        if found is None:
-            continue
-        start = found[0]
-        offset = 2 * (src.address - start)
-        raw_bytes = packed[start][offset:offset + 2 * width]
-        if swap and width > 1:
-            raw_bytes = b"".join(raw_bytes[i:i + 2] for i in range(2 * width - 2, -2, -2))
-        (raw,) = struct.unpack(">" + _STRUCT_CODE[src.type], raw_bytes)
-        if src.type in _FLOAT_TYPES and not math.isfinite(raw):
-            raise ParseError(
-                f"{src.type} is {raw!r} (wrong register map?)", where=f"modbus register {src.address} ({code})"
-            )
-        if src.type == "float32":
-            # A float32 carries ~7 significant digits; the double struct gives back has
-            # more (230.81822204589844). Keep the 7 the meter sent: 230.8182.
-            raw = float(f"{raw:.7g}")
-        factor = _conversion(code, src)
-        divisor = _divisor(factor)
-        out[code] = raw / divisor if divisor else raw * factor
-    return out
+    registers read), in the quantity's served unit. Entries not covered are left out.
+    (Polling decodes the same layout over and over: use :class:`RegisterDecoder`.)"""
+    read = tuple(ReadBlock(start, len(regs)) for start, regs in blocks.items())
+    return RegisterDecoder(register_map, read).decode(list(blocks.values()))
 
 
 def encode_registers(register_map: RegisterMap, values: Mapping[str, float]) -> dict[int, int]:

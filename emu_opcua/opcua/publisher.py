@@ -37,16 +37,30 @@ _HEALTH = {
 _MAINTENANCE_REQUIRED = 4  # the register map disagrees with the meter
 
 
+_STATUS: dict[str, ua.StatusCode] = {}
+
+
 def _status(name: str) -> ua.StatusCode:
-    return ua.StatusCode(getattr(ua.StatusCodes, name))
+    code = _STATUS.get(name)
+    if code is None:
+        code = _STATUS[name] = ua.StatusCode(getattr(ua.StatusCodes, name))
+    return code
+
+
+_MANUFACTURER = ua.LocalizedText(ns.MANUFACTURER, "en")
+_MODEL = ua.LocalizedText(ns.MODEL_NAME, "en")
+
+#: the Variant type each quantity is served as
+_QUANTITY_VT = {code: _VT.Double if q.is_measurement else _VT.UInt32 for code, q in BY_CODE.items()}
 
 
 class _Slot:
     """What was last written to one node, to write only on change and to fall back on."""
 
-    __slots__ = ("variant", "source_time", "status")
+    __slots__ = ("value", "variant", "source_time", "status")
 
     def __init__(self) -> None:
+        self.value: object = None  # the plain Python value, compared before any Variant is built
         self.variant: ua.Variant | None = None
         self.source_time: datetime | None = None
         self.status: str = "BadWaitingForInitialData"
@@ -69,12 +83,15 @@ class MeterPublisher:
             slot = self._slots[node_id] = _Slot()
         return slot
 
-    async def _write(self, node_id: ua.NodeId, variant: ua.Variant, source_time: datetime | None = None,
-                     status: str = "Good") -> None:
+    async def _write(self, node_id: ua.NodeId, value: object, vt: ua.VariantType,
+                     source_time: datetime | None = None, status: str = "Good") -> None:
         slot = self._slot(node_id)
-        if slot.status == status and slot.variant == variant:
+        # type() too: True == 1 == 1.0, but a changed type is a change
+        if slot.status == status and slot.value == value and type(slot.value) is type(value) \
+                and slot.variant is not None:
             return
-        slot.variant, slot.source_time, slot.status = variant, source_time, status
+        variant = ua.Variant(value, vt)
+        slot.value, slot.variant, slot.source_time, slot.status = value, variant, source_time, status
         now = datetime.now(UTC)
         await self._server.write_attribute_value(node_id, ua.DataValue(
             Value=variant, StatusCode=_status(status),
@@ -106,9 +123,8 @@ class MeterPublisher:
             node_id = quantities.get(code)
             if node_id is None:
                 continue
-            vt = _VT.Double if BY_CODE[code].is_measurement else _VT.UInt32
-            await self._write(node_id, ua.Variant(float(value) if vt is _VT.Double else int(value), vt),
-                              source_time)
+            vt = _QUANTITY_VT[code]
+            await self._write(node_id, float(value) if vt is _VT.Double else int(value), vt, source_time)
 
     async def measurements_failed(self, codes: tuple[str, ...], status: str) -> None:
         quantities = self._nodes.quantities
@@ -117,14 +133,14 @@ class MeterPublisher:
     async def extremes(self, extremes: Mapping[str, Extremes]) -> None:
         ids = self._nodes.extremes
         for code, ext in extremes.items():
+            time_keys = {"min": (code, "min_time"), "max": (code, "max_time")}
             for which, extreme in (("min", ext.minimum), ("max", ext.maximum)):
                 value_id = ids.get((code, which))
                 if value_id is None:
                     continue
-                await self._write(value_id, ua.Variant(float(extreme.value), _VT.Double), extreme.time)
+                await self._write(value_id, float(extreme.value), _VT.Double, extreme.time)
                 if extreme.time is not None:
-                    await self._write(ids[(code, f"{which}_time")], ua.Variant(extreme.time, _VT.DateTime),
-                                      extreme.time)
+                    await self._write(ids[time_keys[which]], extreme.time, _VT.DateTime, extreme.time)
 
     async def extremes_failed(self, status: str) -> None:
         await self._degrade(self._extreme_ids, status)
@@ -132,54 +148,54 @@ class MeterPublisher:
     async def status(self, status: MeterStatus) -> None:
         ident, conf = self._nodes.identification, self._nodes.configuration
         t = status.meter_time
-        s = lambda text: ua.Variant(text, _VT.String)  # noqa: E731
-        b = lambda flag: ua.Variant(bool(flag), _VT.Boolean)  # noqa: E731
-        for browse, variant in (
-            ("Manufacturer", ua.Variant(ua.LocalizedText(ns.MANUFACTURER, "en"), _VT.LocalizedText)),
-            ("Model", ua.Variant(ua.LocalizedText(ns.MODEL_NAME, "en"), _VT.LocalizedText)),
-            ("SerialNumber", s(status.serial)),
-            ("SoftwareRevision", s(status.firmware_version)),
-            ("MacAddress", s(status.mac)),
-            ("FactoryNumber", ua.Variant(int(status.factory_number), _VT.UInt64)),
+        S, B = _VT.String, _VT.Boolean
+        for browse, value, vt in (
+            ("Manufacturer", _MANUFACTURER, _VT.LocalizedText),
+            ("Model", _MODEL, _VT.LocalizedText),
+            ("SerialNumber", status.serial, S),
+            ("SoftwareRevision", status.firmware_version, S),
+            ("MacAddress", status.mac, S),
+            ("FactoryNumber", int(status.factory_number), _VT.UInt64),
         ):
             if browse in ident:
-                await self._write(ident[browse], variant, t)
-        for browse, variant in (
-            ("DhcpEnabled", b(status.dhcp_enabled)),
-            ("IpAddress", s(status.ip)),
-            ("Netmask", s(status.netmask)),
-            ("Gateway", s(status.gateway)),
-            ("Dns", s(status.dns)),
-            ("ModbusEnabled", b(status.modbus_enabled)),
-            ("ModbusPort", ua.Variant(int(status.modbus_port), _VT.UInt16)),
-            ("NtpEnabled", b(status.ntp_enabled)),
-            ("NtpServer", s(status.ntp_server)),
-            ("OnlineUpdateAllowed", b(status.online_update_allowed)),
+                await self._write(ident[browse], value, vt, t)
+        for browse, value, vt in (
+            ("DhcpEnabled", bool(status.dhcp_enabled), B),
+            ("IpAddress", status.ip, S),
+            ("Netmask", status.netmask, S),
+            ("Gateway", status.gateway, S),
+            ("Dns", status.dns, S),
+            ("ModbusEnabled", bool(status.modbus_enabled), B),
+            ("ModbusPort", int(status.modbus_port), _VT.UInt16),
+            ("NtpEnabled", bool(status.ntp_enabled), B),
+            ("NtpServer", status.ntp_server, S),
+            ("OnlineUpdateAllowed", bool(status.online_update_allowed), B),
         ):
             if browse in conf:
-                await self._write(conf[browse], variant, t)
+                await self._write(conf[browse], value, vt, t)
         if t is not None and "MeterTime" in self._nodes.diagnostics:
-            await self._write(self._nodes.diagnostics["MeterTime"], ua.Variant(t, _VT.DateTime), t)
+            await self._write(self._nodes.diagnostics["MeterTime"], t, _VT.DateTime, t)
 
     async def diagnostics(self, d: Diagnostics) -> None:
         diag = self._nodes.diagnostics
         health = _HEALTH[d.connection_state]
         if health == 0 and d.crosscheck_ok is False:
             health = _MAINTENANCE_REQUIRED
+        S = _VT.String
         entries = [
-            ("ConnectionState", ua.Variant(d.connection_state.value, _VT.String)),
-            ("ConsecutiveFailures", ua.Variant(d.consecutive_failures, _VT.UInt32)),
-            ("LastError", ua.Variant(d.last_error, _VT.String)),
-            ("PollDuration", ua.Variant(round(d.poll_duration_ms, 1), _VT.Double)),
-            ("CrossCheck", ua.Variant(d.crosscheck, _VT.String)),
-            ("DataSource", ua.Variant(d.data_source, _VT.String)),
+            ("ConnectionState", d.connection_state.value, S),
+            ("ConsecutiveFailures", d.consecutive_failures, _VT.UInt32),
+            ("LastError", d.last_error, S),
+            ("PollDuration", round(d.poll_duration_ms, 1), _VT.Double),
+            ("CrossCheck", d.crosscheck, S),
+            ("DataSource", d.data_source, S),
         ]
         if d.crosscheck_ok is not None:
-            entries.append(("CrossCheckOk", ua.Variant(d.crosscheck_ok, _VT.Boolean)))
+            entries.append(("CrossCheckOk", d.crosscheck_ok, _VT.Boolean))
         if d.last_successful_poll is not None:
-            entries.append(("LastSuccessfulPoll", ua.Variant(d.last_successful_poll, _VT.DateTime)))
-        for browse, variant in entries:
+            entries.append(("LastSuccessfulPoll", d.last_successful_poll, _VT.DateTime))
+        for browse, value, vt in entries:
             if browse in diag:
-                await self._write(diag[browse], variant)
+                await self._write(diag[browse], value, vt)
         if "DeviceHealth" in self._nodes.identification:
-            await self._write(self._nodes.identification["DeviceHealth"], ua.Variant(health, _VT.Int32))
+            await self._write(self._nodes.identification["DeviceHealth"], health, _VT.Int32)
