@@ -1,6 +1,6 @@
 """MeterModel.build for fleets of growing size: time and memory (prints tables; no assertions).
 
-    .venv/bin/python bench/bench_model.py [max_meters] [--top N] [--top-meters M]
+    .venv/bin/python bench/bench_model.py [max_meters] [--check] [--top N] [--top-meters M]
 
 Each fleet size is built in a fresh subprocess (an initialised asyncua ``Server``, then
 ``MeterModel.build``), so sizes do not share an allocator state. Per size:
@@ -11,6 +11,9 @@ Each fleet size is built in a fresh subprocess (an initialised asyncua ``Server`
 - per meter, *marginal*: the growth from the 10-meter build to the N-meter one divided
   by N - 10, which leaves out what is built once (the nodeset import, the Meters
   folder). This is the figure the gateway's <= 0.5 MB RSS/meter target is about.
+
+``--check`` first verifies that what a client can see of copied meters (every attribute
+read, every reference, in order) is what asyncua's own AddNodes makes, node for node.
 
 ``--top N`` then prints the N allocation sites (grouped by traceback, 6 frames, diff of
 two snapshots around the build of ``--top-meters`` meters, default 100) that hold the
@@ -84,6 +87,56 @@ async def child(n: int, mode: str, top: int) -> dict:
     return result
 
 
+async def check() -> int:
+    """Meters built by MeterModel.build vs the same meters through asyncua's AddNodes alone."""
+    import dataclasses
+
+    from asyncua import Server, ua
+
+    from emu_opcua.opcua import model as m
+
+    names = ["alpha", "b-2", "c_3"]
+
+    async def plain() -> Server:
+        server = Server()
+        await server.init()
+        built = await m.MeterModel.build(server, [])  # the nodeset and the folder
+        for name in names:
+            items: list = []
+            waiting: list = []
+            m._meter_items(name, built.namespace_index, built.folder, items, waiting, True)
+            await m._add_nodes(server, items)
+            for node_id in waiting:
+                await server.write_attribute_value(node_id, ua.DataValue(StatusCode=m._WAITING))
+        return server
+
+    async def ours() -> Server:
+        server = Server()
+        await server.init()
+        await m.MeterModel.build(server, names[:1])
+        await m.MeterModel.build(server, names[1:])  # a second build: its own first meter
+        return server
+
+    def seen(server: Server) -> dict:
+        aspace, out = server.iserver.aspace, {}
+        for node_id in list(aspace.keys()):
+            ident = node_id.Identifier
+            if not isinstance(ident, str) or not (ident == m.FOLDER_NAME or ident.split(".")[0] in names):
+                continue
+            attrs = [repr(dataclasses.replace(aspace.read_attribute_value(node_id, a), SourceTimestamp=None,
+                                              ServerTimestamp=None)) for a in ua.AttributeIds]
+            refs = [f"{r!r}{type(r.NodeId).__name__}{type(r.TypeDefinition).__name__}"
+                    for r in aspace[node_id].references]
+            out[node_id.to_string()] = (attrs, refs)
+        return out
+
+    expected, got = seen(await plain()), seen(await ours())
+    differ = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))
+    print(f"check: {len(got)} nodes, {len(differ)} differ from AddNodes' {len(expected)}"
+          + (f": {', '.join(differ[:5])}" if differ else ""))
+    return len(differ)
+
+
 def run_child(n: int, mode: str, top: int = 0) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", str(n), "--mode", mode, "--top", str(top)],
                          check=True, capture_output=True, text=True).stdout
@@ -93,6 +146,8 @@ def run_child(n: int, mode: str, top: int = 0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("max_meters", nargs="?", type=int, default=1000)
+    parser.add_argument("--check", action="store_true",
+                        help="first compare copied meters with AddNodes-built ones (exit 1 if they differ)")
     parser.add_argument("--top", type=int, default=0, help="print the N biggest allocation sites")
     parser.add_argument("--top-meters", type=int, default=100)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -102,6 +157,8 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.child, args.mode, args.top))))
         return
 
+    if args.check and asyncio.run(check()):
+        sys.exit(1)
     sizes = [n for n in (10, 100, 1000, 10000) if n <= args.max_meters]
     rows = []
     for n in sizes:
