@@ -90,7 +90,31 @@ async def gateway_role(config_path: str) -> None:
         if ok == len(gateway.pollers):
             break
         await asyncio.sleep(0.5)
+    await gateway.settled.wait()  # the one-off freeze of long-lived objects is done
     emit({"ready": True, "build_s": build_s, "base_rss_kib": base_rss})
+    lags: list[float] = []
+
+    async def loop_lag() -> None:
+        """How late the event loop runs a 20 ms timer: the delay every poll also sees."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(0.02)
+            lags.append(loop.time() - t - 0.02)
+            if os.environ.get("BENCH_LAG_TRACE") and lags[-1] > 0.05:
+                sys.stderr.write(f"LAG {time.time():.3f} {1000 * lags[-1]:.0f} ms\n")
+
+    lag_task = asyncio.create_task(loop_lag())
+    gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+    gc_start = [0.0]
+
+    def gc_watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
+
+    gc.callbacks.append(gc_watch)
     reader = asyncio.StreamReader()
     await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
@@ -105,6 +129,9 @@ async def gateway_role(config_path: str) -> None:
         elif line == "start":
             for p in gateway.pollers.values():
                 p.stats.polls = p.stats.on_time = p.stats.failures = 0
+                p.stats.max_lateness = 0.0
+            lags.clear()
+            gc_pauses.clear()
             cpu0, wall0 = time.process_time(), time.perf_counter()
             emit({"started": True})
         elif line == "stop":
@@ -112,9 +139,17 @@ async def gateway_role(config_path: str) -> None:
             polls = sum(p.stats.polls for p in gateway.pollers.values())
             on_time = sum(p.stats.on_time for p in gateway.pollers.values())
             failures = sum(p.stats.failures for p in gateway.pollers.values())
+            lag = sorted(lags) or [0.0]
+            late = sorted(p.stats.max_lateness for p in gateway.pollers.values())
             emit({"polls": polls, "on_time": on_time, "failures": failures,
+                  "loop_lag_ms": [1000 * lag[len(lag) // 2], 1000 * lag[int(0.99 * (len(lag) - 1))], 1000 * lag[-1]],
+                  "max_lateness_ms": [1000 * late[len(late) // 2], 1000 * late[-1]],
+                  "gc": {g: [sum(1 for gg, _ in gc_pauses if gg == g),
+                             1000 * max((d for gg, d in gc_pauses if gg == g), default=0.0),
+                             1000 * sum(d for gg, d in gc_pauses if gg == g)] for g in (0, 1, 2)},
                   "cpu_pct": 100.0 * cpu / wall, "rss_kib": rss_kib(), "wall": wall,
                   "expected_polls": wall * len(gateway.pollers)})
+    lag_task.cancel()
     await gateway.stop()
 
 
@@ -294,7 +329,9 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
             if not full:
                 return {"meters": n, "rss_kib": stats["rss_kib"], "on_time_pct": _on_time_pct(stats),
                         "polls_done_pct": 100.0 * stats["polls"] / max(1, stats["expected_polls"]),
-                        "cpu_pct": stats["cpu_pct"], "sim_cpu_pct": sim_cpu_pct}
+                        "cpu_pct": stats["cpu_pct"], "sim_cpu_pct": sim_cpu_pct,
+                        "loop_lag_ms": stats["loop_lag_ms"], "max_lateness_ms": stats["max_lateness_ms"],
+                        "gc": stats["gc"]}
             async with Client(url) as client:
                 idx = await client.get_namespace_index(NS_URI)
             from emu_opcua.meter.catalogue import MEASUREMENTS
@@ -371,11 +408,15 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
     with tempfile.TemporaryDirectory() as tmp:
         if polling_only:
             # quick iterations on the polling path: no RSS baseline, latency or Read
-            print("meters  polls on time  polls done  gw CPU %  sim CPU %  RSS")
+            print("meters  polls on time  polls done  gw CPU %  sim CPU %  RSS     loop lag p50/p99/max ms"
+                  "  max poll lateness per meter, median/max ms")
             for n in sizes:
                 r = await run_size(n, window, Path(tmp), full=False, refresh=refresh)
                 print(f"{n:>6}  {r['on_time_pct']:>12.1f} %  {r['polls_done_pct']:>8.1f} %  {r['cpu_pct']:>8.0f}"
-                      f"  {r['sim_cpu_pct']:>9.0f}  {r['rss_kib'] / 1024:.0f} MB", flush=True)
+                      f"  {r['sim_cpu_pct']:>9.0f}  {r['rss_kib'] / 1024:.0f} MB  "
+                      f"{'/'.join(f'{x:.0f}' for x in r['loop_lag_ms']):>20}  "
+                      f"{'/'.join(f'{x:.0f}' for x in r['max_lateness_ms']):>20}", flush=True)
+                print("  GC per generation: collections, longest ms, total ms:", r["gc"], flush=True)
             return
         # RSS per meter is marginal: the growth from a 10-meter gateway (same process
         # layout, same code) divided by the extra meters, so the server's own standard

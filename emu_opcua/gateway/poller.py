@@ -191,6 +191,10 @@ class MeterPoller:
         # hit the same second.
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
         wakeup = self._status_wakeup if group == "status" else None
+        # The first poll comes soon (identity, Modbus port), the rest keep a random phase
+        # over the whole interval: 1000 meters started together must not send 1000
+        # status.json requests in the same second every minute.
+        spread = random.uniform(0, max(0.0, interval - 1.0))
         while True:
             start = self.clock()
             error = await self._attempt(group, poll)
@@ -201,7 +205,8 @@ class MeterPoller:
             else:
                 health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
                 backoff.reset()
-                delay = max(0.0, interval - (self.clock() - start))
+                delay = max(0.0, interval - (self.clock() - start)) + spread
+                spread = 0.0
             await self._publish_diagnostics()
             if wakeup is None:
                 await asyncio.sleep(delay)

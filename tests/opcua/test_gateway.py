@@ -15,6 +15,7 @@ Meters served:
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import socket
 import time
@@ -38,7 +39,7 @@ from emu_opcua.meter.registers import RegisterMap
 from emu_opcua.meter.units import UNECE_NAMESPACE_URI
 from emu_opcua.opcua import nodeset
 from emu_opcua.opcua.config import MeterConfig, ServerConfig
-from emu_opcua.opcua.serve import GatewayServer
+from emu_opcua.opcua.serve import GC_THRESHOLDS, GatewayServer
 from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -204,6 +205,15 @@ async def test_browse_measurements_with_units_and_values(gw: Gateway):
     dv = await power.read_data_value()
     assert dv.StatusCode.is_good() and isinstance(dv.Value.Value, float)
     assert dv.SourceTimestamp is not None
+
+
+async def test_long_lived_objects_are_frozen_once_every_meter_was_polled(gw: Gateway):
+    # full garbage collections must not walk the address space and the pollers (GC
+    # pauses made polls late at scale); a stopped server unfreezes (test_serve_gc.py)
+    await asyncio.wait_for(gw.gateway.settled.wait(), 30)
+    assert all(p.stats.polls or p.stats.failures for p in gw.gateway.pollers.values())
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == GC_THRESHOLDS[0]
 
 
 @pytest.mark.parametrize("meter", NAMES)
