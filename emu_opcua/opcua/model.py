@@ -320,9 +320,11 @@ class _Template:
     DataValue in the node's own AttributeValue (where subscriptions hang their callbacks).
     Shared AttributeValues refuse writes (:func:`_refuse_write`) instead of changing every
     meter; a DataValue, QualifiedName, LocalizedText, NodeId or ReferenceDescription is
-    never changed in place by asyncua's services. Not supported on meter nodes, as before:
-    ``set_attribute_value_callback`` / ``_setter`` (they would act on every meter), deleting
-    a meter's static node while another meter's same attribute is monitored.
+    never changed in place by asyncua's services. To give one node an attribute of its own
+    (say AccessLevel with HistoryRead), put a new AttributeValue into its attribute dict,
+    copying the dict first if the node is static. Not supported on shared attributes:
+    ``set_attribute_value_callback`` / ``_setter`` (they would act on every meter); nor
+    deleting a meter's static node while another meter's same attribute is monitored.
     """
 
     def __init__(self, aspace: AddressSpace, idx: int, folder: ua.NodeId, nodes: MeterNodes,
