@@ -51,6 +51,8 @@ class _Connection(asyncio.Protocol):
         self._done: asyncio.Future[None] | None = None
         self._received = False  # any byte of the current answer arrived
         self._last_data = 0.0
+        self._read_timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.requests = 0
 
@@ -163,24 +165,26 @@ class _Connection(asyncio.Protocol):
         if timeout is None:
             await done
             return
-        timer: asyncio.TimerHandle | None = None
-
-        def check() -> None:
-            nonlocal timer
-            if done.done():
-                return
-            idle = self._loop.time() - self._last_data
-            if idle >= timeout:
-                done.set_exception(httpx.ReadTimeout(f"no answer within {timeout:g} s"))
-                self.close()
-            else:  # data arrived meanwhile: wait out the rest
-                timer = self._loop.call_later(timeout - idle, check)
-
-        timer = self._loop.call_later(timeout, check)
+        self._read_timeout = timeout
+        self._timer = self._loop.call_later(timeout, self._check_idle)
         try:
             await done
         finally:
-            timer.cancel()
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_idle(self) -> None:
+        # A method, not a closure: a closure naming its own timer is a reference cycle,
+        # garbage for the cyclic collector on every request.
+        done = self._done
+        if done is None or done.done():
+            return
+        idle = self._loop.time() - self._last_data
+        if idle >= self._read_timeout:
+            done.set_exception(httpx.ReadTimeout(f"no answer within {self._read_timeout:g} s"))
+            self.close()
+        else:  # data arrived meanwhile: wait out the rest
+            self._timer = self._loop.call_later(self._read_timeout - idle, self._check_idle)
 
     def reusable(self) -> bool:
         return not self.closed and self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE

@@ -127,6 +127,8 @@ class PollStats:
 
     polls: int = 0
     on_time: int = 0
+    late: int = 0  # started more than 10 % of an interval after its slot
+    overran: int = 0  # finished after the next slot
     failures: int = 0
     max_lateness: float = 0.0
 
@@ -150,6 +152,8 @@ class MeterPoller:
     _modbus_enabled: bool = field(init=False, default=True)
     _status_known: asyncio.Event = field(init=False, factory=asyncio.Event)
     _status_wakeup: asyncio.Event = field(init=False, factory=asyncio.Event)
+    #: set when the meter answers again: groups backing off retry at once
+    _recovered: asyncio.Event = field(init=False, factory=asyncio.Event)
     _clock_offset: timedelta = field(init=False, default=timedelta(0))
     _crosscheck: CrossCheckResult | None = field(init=False, default=None)
     _crosscheck_text: str = field(init=False, default="not yet checked")
@@ -190,7 +194,7 @@ class MeterPoller:
         # Spread the first polls of many meters over one interval, so 1000 meters do not
         # hit the same second.
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
-        wakeup = self._status_wakeup if group == "status" else None
+        status_wakeup = self._status_wakeup if group == "status" else None
         # The first poll comes soon (identity, Modbus port), the rest keep a random phase
         # over the whole interval: 1000 meters started together must not send 1000
         # status.json requests in the same second every minute.
@@ -202,11 +206,16 @@ class MeterPoller:
                 health.record_failure(self.clock(), error, self.clock() - start)
                 await self._on_failure(group, health, error)
                 delay = self._failure_delay(health, backoff)
+                # backing off, but a meter that answers another group again is retried
+                wakeup = self._recovered if status_wakeup is None else status_wakeup
             else:
+                if health.consecutive_failures:
+                    self._recovered.set()
                 health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
                 backoff.reset()
                 delay = max(0.0, interval - (self.clock() - start)) + spread
                 spread = 0.0
+                wakeup = status_wakeup
             await self._publish_diagnostics()
             if wakeup is None:
                 await asyncio.sleep(delay)
@@ -262,13 +271,20 @@ class MeterPoller:
                 deadline = self.clock() + delay
             else:
                 end = self.clock()
+                if self._fast.consecutive_failures:
+                    # the meter answers again: the slow groups need not wait out their backoff
+                    self._recovered.set()
+                    self._status_wakeup.set()
                 self._fast.record_success(end, datetime.now(UTC), end - start)
                 backoff.reset()
                 self.stats.polls += 1
                 # On time: started within 10 % of an interval of its slot and done before
                 # the next slot.
-                if lateness <= 0.1 * interval and end - deadline <= interval:
+                late, overran = lateness > 0.1 * interval, end - deadline > interval
+                if not late and not overran:
                     self.stats.on_time += 1
+                self.stats.late += late
+                self.stats.overran += overran
                 self.stats.max_lateness = max(self.stats.max_lateness, lateness)
                 deadline += interval
                 if deadline < end:  # overran: skip the missed slots, keep the grid
@@ -315,7 +331,13 @@ class MeterPoller:
         if (self._modbus_enabled and self._status_known.is_set()
                 and (now - self._last_crosscheck >= self.settings.crosscheck_interval
                      or self._crosscheck_failures > 0)):
-            self._last_crosscheck = now
+            if self._last_crosscheck == float("-inf"):
+                # First check at once; the next at a random point of the interval, so
+                # 1000 meters started together do not all read every register in the
+                # same few seconds every crosscheck_interval.
+                self._last_crosscheck = now - random.uniform(0, self.settings.crosscheck_interval)
+            else:
+                self._last_crosscheck = now
             try:
                 modbus_values = await self._read_modbus(None)
             except (ModbusProtocolError, ParseError) as error:
