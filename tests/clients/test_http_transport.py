@@ -292,3 +292,30 @@ async def test_meter_timeout_through_the_client():
 def test_max_connections_must_be_positive():
     with pytest.raises(ValueError, match="max_connections"):
         MeterHttpTransport(max_connections=0)
+
+
+async def test_requests_leave_no_reference_cycles():
+    # Cyclic garbage is what makes the collector pause a busy gateway (bench_gateway,
+    # "GC per generation"); httpx.AsyncClient.send and a self-referencing timer closure
+    # each left one cycle per request.
+    import gc
+
+    async with Fleet(FleetConfig(meters=1, history_days=0.1, control_port=None, password="pw")) as fleet:
+        meter = fleet.meters[0]
+        async with MeterHttpClient(HOST, meter.http_port, password="pw") as client:
+            await client.meterdata()
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for _ in range(20):
+                    await client.meterdata()
+                    await client.datalog(last=2)
+                gc.collect()
+                ours = [o for o in gc.garbage
+                        if getattr(o, "__module__", type(o).__module__).startswith(("httpx", "h11", "emu_opcua"))]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+    assert ours == []
