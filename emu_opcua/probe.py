@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from emu_opcua import argtypes
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError, EmuError, MeterCommunicationError, ParseError
@@ -63,52 +64,13 @@ _DATALOG_COLUMNS = (
 )
 
 
-def _modbus_port(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a port number, got {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {port}")
-    return port
-
-
-def _port(text: str) -> int:
-    port = _modbus_port(text)
-    if port is None:
-        raise argparse.ArgumentTypeError("expected a port number")
-    return port
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _rows(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of rows, got {text!r}") from None
-    if not 0 <= value <= 3000:
-        raise argparse.ArgumentTypeError(f"must be 0..3000, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("host", help="the meter's IP address or host name")
-    parser.add_argument("--http-port", type=_port, default=80, metavar="N",
+    parser.add_argument("--http-port", type=argtypes.port, default=80, metavar="N",
                         help="HTTP port (default 80)")
-    parser.add_argument("--modbus-port", type=_modbus_port, default=None, metavar="auto|N",
+    parser.add_argument("--modbus-port", type=argtypes.port_or_auto, default=None, metavar="auto|N",
                         help="Modbus TCP port; 'auto' (default) takes it from status.json (mbport)")
     parser.add_argument("--unit-id", type=int, default=None, metavar="N",
                         help="Modbus unit id (default: the register map's, 1)")
@@ -117,9 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pw.add_argument("--password-env", metavar="VAR", help="read the HTTP password from environment variable VAR")
     parser.add_argument("--register-map", type=Path, metavar="FILE",
                         help="register-map TOML overriding the default Modbus layout")
-    parser.add_argument("--rows", type=_rows, default=5, metavar="N",
+    parser.add_argument("--rows", type=argtypes.int_range(0, 3000, "a number of rows"), default=5, metavar="N",
                         help="newest datalog rows to show (default 5, 0 to skip)")
-    parser.add_argument("--timeout", type=_positive_float, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=argtypes.positive_float, default=5.0, metavar="S",
                         help="seconds to wait for each answer (default 5)")
 
 

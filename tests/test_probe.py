@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
-from emu_opcua.simulator.fleet import Fleet, FleetConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HOST = "127.0.0.1"
 PASSWORD = "field-pw-7"

@@ -19,6 +19,7 @@ from pathlib import Path
 import attrs
 from asyncua import Server
 
+from emu_opcua import argtypes
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError
@@ -177,9 +178,9 @@ class GatewayServer:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration (default: demo with simulated meters)")
     parser.add_argument("--host", help="listen address (overrides the configuration)")
-    parser.add_argument("--port", type=int, help="listen port (overrides the configuration; default 4840)")
+    parser.add_argument("--port", type=argtypes.port, help="listen port (overrides the configuration; default 4840)")
     parser.add_argument("--pki-dir", type=Path, help="certificate folder (overrides the configuration)")
-    parser.add_argument("--demo-meters", type=int, default=DEMO_METERS, metavar="N",
+    parser.add_argument("--demo-meters", type=argtypes.int_range(1), default=DEMO_METERS, metavar="N",
                         help=f"simulated meters in the demo (default {DEMO_METERS})")
 
 

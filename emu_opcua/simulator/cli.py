@@ -17,52 +17,32 @@ import signal
 import sys
 import time
 
+from emu_opcua import argtypes
 from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
 log = logging.getLogger(__name__)
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--meters", type=_positive_int, default=1, help="number of meters (default 1)")
+    parser.add_argument("--meters", type=argtypes.int_range(1), default=1, help="number of meters (default 1)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--http-port", type=_port, default=0,
+    parser.add_argument("--http-port", type=argtypes.listen_port, default=0,
                         help="HTTP port of the first meter, the next meters count up (default 0: ephemeral)")
-    parser.add_argument("--modbus-port", type=_port, default=0,
+    parser.add_argument("--modbus-port", type=argtypes.listen_port, default=0,
                         help="Modbus TCP port of the first meter, the next meters count up (default 0: ephemeral)")
-    parser.add_argument("--control-port", type=_port, default=0,
+    parser.add_argument("--control-port", type=argtypes.listen_port, default=0,
                         help="port of the simulator control server (default 0: ephemeral)")
     parser.add_argument("--password", default=None, help="HTTP Basic password, user admin (default: none)")
     parser.add_argument("--serial-base", type=int, default=22350000, help="serial of the first meter (default 22350000)")
-    parser.add_argument("--speed", type=_positive_float, default=1.0,
+    parser.add_argument("--speed", type=argtypes.positive_float, default=1.0,
                         help="time acceleration factor (default 1; 3600 = one hour per second)")
-    parser.add_argument("--datalog-interval", type=_positive_int, default=900,
+    parser.add_argument("--datalog-interval", type=argtypes.int_range(1), default=900,
                         help="seconds between datalog rows (default 900)")
     parser.add_argument("--history-days", type=float, default=30.0,
                         help="days of datalog already on record at start (default 30)")
     parser.add_argument("--logbook", action=argparse.BooleanOptionalAction, default=True,
                         help="LP variant with a logbook (default on)")
-    parser.add_argument("--refresh-interval", type=float, default=1.0,
+    parser.add_argument("--refresh-interval", type=argtypes.positive_float, default=1.0,
                         help="seconds between Modbus register refreshes (default 1; real meters 5-10)")
     parser.add_argument("--start-time", type=float, default=None,
                         help="meter time at start, epoch seconds (default: now)")

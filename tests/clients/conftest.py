@@ -1,15 +1,8 @@
-"""Make the repository importable when the package is not installed into the venv."""
+"""Fixtures: simulated fleets on 127.0.0.1 with ephemeral ports and a manual clock."""
 
-import sys
-from pathlib import Path
+import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import pytest  # noqa: E402
-
-from emu_opcua.simulator.fleet import Fleet, FleetConfig  # noqa: E402
+from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
 #: Meter time at the start of every test fleet (a quarter hour, 2023-11-14 22:15 UTC).
 START = 1_700_000_100.0

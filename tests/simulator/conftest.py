@@ -1,18 +1,9 @@
 """Fixtures: in-process fleets on 127.0.0.1 with ephemeral ports, a controllable clock."""
 
-import sys
-from pathlib import Path
-
 import pytest
+from sim_helpers import START, FakeMonotonic
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from emu_opcua.simulator.fleet import Fleet, FleetConfig  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sim_helpers import START, FakeMonotonic  # noqa: E402
+from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
 
 @pytest.fixture
