@@ -113,7 +113,8 @@ async def main(n: int, seconds: float, rounds: int) -> None:
     for name, samples in results.items():
         us = statistics.median(s[0] for s in samples)
         rate = statistics.median(s[1] for s in samples) / seconds
-        print(f"{name:<{width}}  {us:>24.0f}  {rate:>10.0f}  {base / us if 'meterdata' in name else float('nan'):>10.2f}x")
+        ratio = f"{base / us:.2f}x" if "meterdata" in name else "-"
+        print(f"{name:<{width}}  {us:>24.0f}  {rate:>10.0f}  {ratio:>11}")
 
 
 if __name__ == "__main__":
