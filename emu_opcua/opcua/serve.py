@@ -13,7 +13,6 @@ import contextlib
 import gc
 import logging
 import signal
-import ssl
 from pathlib import Path
 
 import attrs
@@ -84,10 +83,6 @@ class GatewayServer:
         #: set once every meter was polled and long-lived objects were frozen
         self.settled = asyncio.Event()
         self._gc_thresholds: tuple[int, ...] | None = None  # the process's, restored on stop
-        # One TLS context for every meter's HTTP client: httpx would otherwise load the CA
-        # bundle once per client (CPU and ~1 MB each). Pools stay per meter: a shared
-        # pool scans all its connections on every request, O(meters) each time.
-        self._tls = ssl.create_default_context()
 
     async def start(self) -> None:
         config = self.config
@@ -107,7 +102,7 @@ class GatewayServer:
         for meter in config.meters:
             publisher = MeterPublisher(self.server, self.model.meters[meter.name])
             http = MeterHttpClient(meter.host, meter.http_port, password=meter.password,
-                                   timeout=meter.http_timeout, verify=self._tls)
+                                   timeout=meter.http_timeout)
             self._http_clients.append(http)
 
             def modbus_factory(port: int, meter=meter) -> MeterModbusClient:

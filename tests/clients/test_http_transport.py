@@ -319,3 +319,48 @@ async def test_requests_leave_no_reference_cycles():
                 gc.garbage.clear()
                 gc.enable()
     assert ours == []
+
+
+async def test_https_meter_behind_tls(tmp_path):
+    # A meter behind a TLS proxy: verified against a given context, refused against the
+    # system trust store (self-signed), accepted with verification off.
+    import ssl
+
+    from cryptography.hazmat.primitives import serialization
+
+    from emu_opcua.opcua.security import generate_certificate
+
+    cert, key = generate_certificate("urn:test:meter", ["127.0.0.1", "localhost"], "meter")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+
+    async def handler(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ok(b'{"over": "tls"}'))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handler, HOST, 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert_file))
+        async with MeterHttpClient(HOST, port, scheme="https", verify=trusting) as client:
+            assert await client.get("/x") == b'{"over": "tls"}'
+            assert await client.get("/y") == b'{"over": "tls"}'  # same connection, kept alive
+        async with MeterHttpClient(HOST, port, scheme="https", verify=False) as client:
+            assert await client.get("/x") == b'{"over": "tls"}'
+        async with MeterHttpClient(HOST, port, scheme="https", timeout=2) as client:
+            with pytest.raises(MeterUnreachable, match="TLS handshake failed"):
+                await client.get("/x")
+    finally:
+        server.close()
+        await server.wait_closed()
