@@ -26,6 +26,11 @@ class PrintChanges:
         print(f"  {node.nodeid.Identifier:45} {value!s:>12}  {dv.StatusCode.name}  {dv.SourceTimestamp:%H:%M:%S}")
 
 
+def shown(dv: ua.DataValue) -> str:
+    """The value when it is Good, else the StatusCode's name (what a SCADA shows)."""
+    return str(dv.Value.Value) if dv.StatusCode.is_good() else dv.StatusCode.name
+
+
 async def main(url: str, meter: str) -> None:
     async with Client(url) as client:  # SecurityPolicy None, anonymous (reader role)
         ns = await client.get_namespace_index(NAMESPACE_URI)
@@ -33,9 +38,11 @@ async def main(url: str, meter: str) -> None:
         def node(path: str):
             return client.get_node(ua.NodeId(f"{meter}.{path}", ns))
 
-        serial = await node("Identification.SerialNumber").read_value()
-        state = await node("Diagnostics.ConnectionState").read_value()
-        print(f"meter {meter}: serial {serial}, {state}")
+        # A value the gateway has not read from the meter yet (just started, meter down)
+        # has a Bad status and no value: read the DataValue and look at its status.
+        serial = await node("Identification.SerialNumber").read_data_value(raise_on_bad_status=False)
+        state = await node("Diagnostics.ConnectionState").read_data_value(raise_on_bad_status=False)
+        print(f"meter {meter}: serial {shown(serial)}, {shown(state)}")
 
         # Every measurement with its engineering unit, by browsing the Measurements folder.
         for child in await node("Measurements").get_children():
@@ -43,7 +50,7 @@ async def main(url: str, meter: str) -> None:
             dv = await child.read_data_value(raise_on_bad_status=False)
             eu = await child.get_child("0:EngineeringUnits")
             unit = (await eu.read_value()).DisplayName.Text
-            print(f"  {name:32} {dv.Value.Value!s:>14} {unit:6} {dv.StatusCode.name}")
+            print(f"  {name:32} {shown(dv):>14} {unit:6} {dv.StatusCode.name}")
 
         print("subscribed; Ctrl-C stops")
         subscription = await client.create_subscription(500, PrintChanges())
