@@ -36,6 +36,7 @@ from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import (
     EmuError,
     MeterCommunicationError,
+    MeterTimeout,
     ModbusDisabled,
     ModbusProtocolError,
     ParseError,
@@ -89,6 +90,10 @@ class PollSettings:
     crosscheck_interval: float = 30.0
     stale_after: float = 10.0  # seconds of failure before Uncertain turns Bad
     max_backoff: float = 60.0
+    #: longest one poll of a group may take, all its requests together. Each request has
+    #: its own timeout, but a meter trickling its answer a byte at a time never trips a
+    #: read timeout; without this bound its group would hang, its values Good forever.
+    poll_deadline: float = 60.0
     #: consecutive failed cross-checks before the HTTP values replace the Modbus ones
     crosscheck_failures_to_switch: int = 2
 
@@ -230,11 +235,16 @@ class MeterPoller:
         """Run one poll; the error it failed with, or None. A bug (any other exception)
         is logged with its traceback and counted as a failure: it must never end the
         polling of this meter, let alone of the others."""
+        deadline = asyncio.timeout(self.settings.poll_deadline)
         try:
-            await poll()
+            async with deadline:
+                await poll()
         except EmuError as error:
             return error
         except Exception as exc:  # noqa: BLE001 - see docstring
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return MeterTimeout(f"meter {self.name}: the {group} poll did not finish within "
+                                    f"{self.settings.poll_deadline:g} s")
             log.exception("meter %s: %s poll failed unexpectedly", self.name, group)
             return EmuError(f"internal error in the {group} poll: {exc!r}")
         return None

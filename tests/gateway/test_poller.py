@@ -77,9 +77,9 @@ class Running:
 
 async def start_poller(http_host: str, http_port: int, modbus_host: str, modbus_port: int | None,
                        settings: PollSettings, register_map: RegisterMap | None = None,
-                       name: str = "meter") -> Running:
+                       name: str = "meter", http_timeout: float = 5.0) -> Running:
     sink = RecordingSink()
-    http = MeterHttpClient(http_host, http_port, timeout=5.0)
+    http = MeterHttpClient(http_host, http_port, timeout=http_timeout)
 
     def factory(port: int) -> MeterModbusClient:
         return MeterModbusClient(modbus_host, port, register_map=register_map, timeout=1.0)
@@ -247,3 +247,59 @@ async def test_a_bug_in_a_poll_is_logged_and_never_ends_the_polling(fleet: Fleet
     assert not r.task.done()
     assert "a bug in a sink" in caplog.text and "Traceback" in caplog.text
     assert r.poller.diagnostics().consecutive_failures == 0
+
+
+async def test_a_meter_trickling_its_answer_fails_the_poll_at_the_deadline(fleet: Fleet, pollers):
+    """Each byte arrives well within the read timeout, so no request times out; the
+    poll deadline still ends the poll, and the extremes turn Uncertain instead of
+    staying Good forever. The fast group (Modbus) goes on."""
+    sim = fleet.meters[0]
+    trickling = asyncio.Event()
+
+    async def meter_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # a proxy to the simulated meter's HTTP that, once told to, sends answers slowly
+        upstream_r, upstream_w = await asyncio.open_connection(sim.host, sim.http_port)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                upstream_w.write(head)
+                await upstream_w.drain()
+                answer_head = await upstream_r.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in answer_head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                answer = answer_head + await upstream_r.readexactly(length)
+                if not trickling.is_set():
+                    writer.write(answer)
+                else:
+                    for i in range(len(answer)):
+                        writer.write(answer[i:i + 1])
+                        await writer.drain()
+                        await asyncio.sleep(0.1)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            upstream_w.close()
+            writer.close()
+
+    proxy = await asyncio.start_server(meter_http, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        settings = PollSettings(fast_interval=0.2, extremes_interval=0.5, status_interval=1.0,
+                                datalog_interval=1.0, crosscheck_interval=60.0, stale_after=30.0,
+                                max_backoff=1.0, poll_deadline=1.5)
+        # each byte comes within 0.1 s, well inside the 0.5 s read timeout
+        r = await start_poller("127.0.0.1", port, sim.host, sim.modbus_port, settings, http_timeout=0.5)
+        pollers.append(r)
+        await wait_until(lambda: r.sink.of("extremes"), "first extremes")
+        trickling.set()
+        failed = await wait_until(lambda: r.sink.of("extremes_failed"), "the extremes poll failing")
+        assert failed[0][1] == "UncertainLastUsableValue"
+        # the polls holding the meter's connections end at the deadline (the others may
+        # fail sooner, waiting for a free connection)
+        await wait_until(lambda: "did not finish within 1.5 s" in r.poller.diagnostics().last_error,
+                         "a poll ended by the deadline")
+        n = len(r.sink.fast_values())
+        await wait_until(lambda: len(r.sink.fast_values()) >= n + 3, "fast polls going on")
+    finally:
+        proxy.close()
