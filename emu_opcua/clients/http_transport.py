@@ -301,13 +301,16 @@ class _Pool:
                 else:
                     async with asyncio.timeout(pool_timeout):
                         await waiter
-            except TimeoutError:
-                raise httpx.PoolTimeout(f"no free connection within {pool_timeout:g} s") from None
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, but leaving: pass the free connection on
+                if isinstance(exc, TimeoutError):
+                    raise httpx.PoolTimeout(f"no free connection within {pool_timeout:g} s") from None
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
-                with_waiter = waiter in self._waiters
-                if with_waiter:
+                if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
     async def _connect(self, timeout: float | None) -> _Connection:
