@@ -439,12 +439,12 @@ def _analog_properties(member: Member, member_id: ua.NodeId, items: list[ua.AddN
         items.append(_variable(
             ua.NodeId(f"{base}.EngineeringUnits", member_id.NamespaceIndex), member_id, ua.ObjectIds.HasProperty,
             ua.QualifiedName("EngineeringUnits", 0), ua.LocalizedText("EngineeringUnits", "en"),
-            ua.LocalizedText(f"Unit: {member.unit.name_en}", "en"), ua.NodeId(ua.ObjectIds.EUInformation),
+            ua.LocalizedText(ns.eu_description(member.unit)[0], "en"), ua.NodeId(ua.ObjectIds.EUInformation),
             ua.Variant(eu, ua.VariantType.ExtensionObject), ua.ObjectIds.PropertyType))
     if member.eu_range is not None:
         rng = ua.Range(Low=float(member.eu_range[0]), High=float(member.eu_range[1]))
         items.append(_variable(
             ua.NodeId(f"{base}.EURange", member_id.NamespaceIndex), member_id, ua.ObjectIds.HasProperty,
             ua.QualifiedName("EURange", 0), ua.LocalizedText("EURange", "en"),
-            ua.LocalizedText("Range the value normally lies in", "en"), ua.NodeId(ua.ObjectIds.Range),
+            ua.LocalizedText(ns.EURANGE_DESCRIPTION[0], "en"), ua.NodeId(ua.ObjectIds.Range),
             ua.Variant(rng, ua.VariantType.ExtensionObject), ua.ObjectIds.PropertyType))

@@ -309,12 +309,20 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+def eu_description(unit) -> tuple[str, str]:
+    """English and German Description of an EngineeringUnits property."""
+    return (f"Unit: {unit.name_en} (UNECE {unit.unece_code})",
+            f"Einheit: {unit.symbol or unit.name_en} (UNECE {unit.unece_code})")
+
+
+#: English and German Description of an EURange property
+EURANGE_DESCRIPTION = ("Range the value normally lies in", "Üblicher Wertebereich")
+
+
 def _write_analog_properties(w: _Writer, member: Member, node_id: str) -> None:
     if member.unit is not None:
         eu = w.node("UAVariable", f"{node_id}.EngineeringUnits", "EngineeringUnits",
-                    "EngineeringUnits", "EngineeringUnits",
-                    f"Unit: {member.unit.name_en} (UNECE {member.unit.unece_code})",
-                    f"Einheit: {member.unit.symbol or member.unit.name_en} (UNECE {member.unit.unece_code})",
+                    "EngineeringUnits", "EngineeringUnits", *eu_description(member.unit),
                     [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
                      ("HasModellingRule", f"i={I_MANDATORY}", True),
                      ("HasProperty", node_id, False)],
@@ -327,7 +335,7 @@ def _write_analog_properties(w: _Writer, member: Member, node_id: str) -> None:
         _lt(body, "Description", member.unit.name_en)
     if member.eu_range is not None:
         rng = w.node("UAVariable", f"{node_id}.EURange", "EURange", "EURange", "EURange",
-                     "Range the value normally lies in", "Üblicher Wertebereich",
+                     *EURANGE_DESCRIPTION,
                      [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
                       ("HasModellingRule", f"i={I_MANDATORY}", True),
                       ("HasProperty", node_id, False)],
