@@ -33,6 +33,9 @@ import httpx
 __all__ = ["MeterHttpTransport"]
 
 _MAX_INCOMPLETE_EVENT = 64 * 1024  # longest status line + headers we accept
+#: Largest answer body we accept. The largest a meter sends, a 3000-row datalog page, is
+#: about 300 kB; a device streaming without end must not fill the gateway's memory.
+MAX_BODY = 16 * 1024 * 1024
 
 
 class _Stale(Exception):
@@ -48,6 +51,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._response: h11.Response | None = None
         self._body: list[bytes] = []
+        self._body_size = 0
         self._done: asyncio.Future[None] | None = None
         self._received = False  # any byte of the current answer arrived
         self._last_data = 0.0
@@ -88,7 +92,7 @@ class _Connection(asyncio.Protocol):
             self._pump()
         except h11.RemoteProtocolError as error:
             if done is not None and not done.done():
-                done.set_exception(httpx.RemoteProtocolError(f"malformed HTTP answer: {error}"))
+                done.set_exception(httpx.RemoteProtocolError(f"bad HTTP answer: {error}"))
             self.close()
 
     def _pump(self) -> None:
@@ -100,6 +104,9 @@ class _Connection(asyncio.Protocol):
                 self._response = event
             elif isinstance(event, h11.Data):
                 self._body.append(bytes(event.data))
+                self._body_size += len(event.data)
+                if self._body_size > MAX_BODY:
+                    raise h11.RemoteProtocolError(f"answer larger than {MAX_BODY} bytes")
             elif isinstance(event, h11.EndOfMessage):
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
@@ -114,7 +121,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self.requests += 1
-        self._response, self._body, self._received = None, [], False
+        self._response, self._body, self._body_size, self._received = None, [], 0, False
         self._done = self._loop.create_future()
         headers = list(request.headers.raw)
         if body and not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
@@ -187,7 +194,8 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_later(self._read_timeout - idle, self._check_idle)
 
     def reusable(self) -> bool:
-        return not self.closed and self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+        return (not self.closed and self._transport is not None and not self._transport.is_closing()
+                and self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE)
 
     def close(self) -> None:
         self.closed = True

@@ -364,3 +364,23 @@ async def test_https_meter_behind_tls(tmp_path):
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_an_endless_answer_is_cut_off(monkeypatch):
+    from emu_opcua.clients import http_transport
+
+    monkeypatch.setattr(http_transport, "MAX_BODY", 1 << 20)
+
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+        try:
+            for _ in range(200):  # 12.8 MB, far beyond the limit
+                writer.write(b"\0" * 65536)
+                await writer.drain()
+        except ConnectionError:
+            pass
+
+    async with RawServer(handler=handler) as srv:
+        with pytest.raises(httpx.RemoteProtocolError, match="larger than 1048576 bytes"):
+            await get(srv.port)
