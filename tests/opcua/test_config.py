@@ -84,10 +84,16 @@ def test_endpoint_url():
     assert (cfg.host, cfg.port) == ("0.0.0.0", 4850)
 
 
-def test_example_file_loads(monkeypatch):
-    monkeypatch.setenv("EMU_METER_PASSWORD", "x")
-    cfg = load_config(EXAMPLE)
-    assert cfg.meters and cfg.source == str(EXAMPLE)
+def test_example_file_loads():
+    cfg = load_config(EXAMPLE, environ={"EMU_METER_PASSWORD": "from-env"})
+    assert len(cfg.meters) >= 2 and cfg.source == str(EXAMPLE)
+    assert all(m.host.startswith("192.0.2.") for m in cfg.meters)  # documentation addresses
+    assert any(m.password == "from-env" for m in cfg.meters)
+
+
+def test_example_file_names_a_missing_password_variable():
+    with pytest.raises(ConfigError, match="EMU_METER_PASSWORD"):
+        load_config(EXAMPLE, environ={})
 
 
 def test_hash_from_hash_password_is_accepted():

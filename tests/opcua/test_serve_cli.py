@@ -82,3 +82,28 @@ def test_configuration_error_names_file_meter_and_field(tmp_path):
     message = proc.stdout + proc.stderr
     assert "meters.toml" in message and "boiler" in message and "http_port" in message
     assert "Traceback" not in message
+
+
+def test_client_example_reads_and_subscribes_against_the_demo(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "client_read_subscribe.py"
+    port = free_port()
+    server = start_serve(tmp_path, "--host", "127.0.0.1", "--port", str(port), "--demo-meters", "1")
+    client = None
+    try:
+        wait_for_line(server, "serving 1 meter(s)")
+        client = subprocess.Popen([sys.executable, str(example), f"opc.tcp://127.0.0.1:{port}/", "demo-1"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # values may still wait for their first poll when it reads; the subscription
+        # then reports them Good
+        lines = wait_for_line(client, "demo-1.Measurements.AcActivePowerTotal")
+        while "Good" not in lines[-1]:
+            lines += wait_for_line(client, "demo-1.Measurements.AcActivePowerTotal")
+        text = "".join(lines)
+        assert "meter demo-1: serial" in text and "subscribed" in text
+        assert any(line.split()[:1] == ["AcActivePowerTotal"] and " kW " in line for line in lines), text
+    finally:
+        for proc in (client, server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
