@@ -103,8 +103,6 @@ async def gateway_role(config_path: str) -> None:
             t = loop.time()
             await asyncio.sleep(0.02)
             lags.append(loop.time() - t - 0.02)
-            if os.environ.get("BENCH_LAG_TRACE") and lags[-1] > 0.05:
-                sys.stderr.write(f"LAG {time.time():.3f} {1000 * lags[-1]:.0f} ms\n")
 
     lag_task = asyncio.create_task(loop_lag())
     gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of each collection

@@ -1,6 +1,7 @@
 """Fixtures: simulated fleets on 127.0.0.1 with ephemeral ports and a manual clock."""
 
 import pytest
+from sim_helpers import FakeMonotonic  # the simulator tests' hand-moved clock
 
 from emu_opcua.simulator.fleet import Fleet, FleetConfig
 
@@ -8,22 +9,9 @@ from emu_opcua.simulator.fleet import Fleet, FleetConfig
 START = 1_700_000_100.0
 
 
-class ManualClock:
-    """The monotonic clock a test fleet runs on: meter time moves only when told to."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> FakeMonotonic:
+    return FakeMonotonic()
 
 
 @pytest.fixture
