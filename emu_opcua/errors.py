@@ -80,6 +80,20 @@ class FirmwareRejected(EmuError):
     """The meter rejected a firmware image, or the image is not a valid mcuboot image."""
 
 
+class SmpCommandRefused(FirmwareRejected):
+    """The module answered an SMP (mcumgr) command with an error; ``rc`` is its code."""
+
+    def __init__(self, message: str, *, command: str, rc: int, group: int | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+        self.rc = rc  # mcumgr's MGMT_ERR (v1) or the group's error code (v2)
+        self.group = group  # the v2 error's group; None for v1 replies
+
+
+class UpdatePreconditionFailed(FirmwareRejected):
+    """The meter does not allow this update now (online update off, firmware too old, slots)."""
+
+
 #: OPC UA StatusCode name for a value whose last poll failed with this error.
 STATUS_CODES: dict[type[EmuError], str] = {
     MeterUnreachable: "BadNoCommunication",
