@@ -23,7 +23,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from attrs import frozen
 from pydantic import ValidationError
 from smp import header as smphdr
 from smpclient import SMPClient
@@ -32,6 +31,7 @@ from smpclient.requests.image_management import ImageErase, ImageStatesRead, Ima
 from smpclient.requests.os_management import EchoWrite, ResetWrite
 from smpclient.transport.udp import SMPUDPTransport
 
+from emu_opcua.firmware.update import SlotState
 from emu_opcua.errors import MeterTimeout, MeterUnreachable, ParseError, SmpCommandRefused
 
 log = logging.getLogger(__name__)
@@ -41,20 +41,6 @@ DEFAULT_PORT = 1337
 #: what the manual's Go mcumgr sends (512-byte chunks) and so what meters are proven
 #: to take. Larger datagrams are not proven on these modules.
 DEFAULT_MTU = 628
-
-
-@frozen
-class SlotState:
-    """One slot as the module's ``image list`` reports it."""
-
-    slot: int
-    version: str
-    hash: bytes | None
-    active: bool = False
-    confirmed: bool = False
-    pending: bool = False
-    permanent: bool = False
-    bootable: bool = False
 
 
 class _PinnedUdpTransport(SMPUDPTransport):
