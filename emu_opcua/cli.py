@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("emu_opcua.opcua.serve", "run the OPC UA server (demo meters when no config is given)"),
     "simulate": ("emu_opcua.simulator.cli", "emulate one or many meters (HTTP + Modbus TCP)"),
     "probe": ("emu_opcua.probe", "check one meter: status, live values, datalog, cross-check"),
+    "firmware": ("emu_opcua.firmware.cli", "update the meters' TCP module firmware (list, update, confirm, erase)"),
 }
 
 

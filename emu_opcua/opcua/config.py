@@ -60,6 +60,11 @@ class MeterConfig:
     http_timeout: float = 5.0  # s
     modbus_timeout: float = 2.0  # s
     stale_after: float = 30.0  # s a value stays Uncertain (last usable) before it turns Bad
+    # firmware update of the TCP module (mcumgr SMP over UDP)
+    smp_port: int = 1337
+    firmware_mtu: int = 628  # link MTU the SMP datagrams are sized for (600-byte datagrams)
+    firmware_reboot_timeout: float = 120.0  # s the meter may take to answer again after a reset
+    firmware_key_hash: bytes | None = field(default=None, repr=False)  # pinned signing key (KEYHASH TLV)
 
 
 @frozen
@@ -114,7 +119,8 @@ _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostname
                 "security_policies", "allow_anonymous", "trust_all_clients"}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
-               "datalog_interval", "http_timeout", "modbus_timeout", "stale_after"}
+               "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
+               "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -322,8 +328,23 @@ class _Reader:
             register_map = self.path(self.string(t, "register_map", where))
             if not register_map.is_file():
                 raise self.fail(where, "register_map", f"file not found: {register_map}")
+        key_hash = None
+        if "firmware_key_hash" in t:
+            text = self.string(t, "firmware_key_hash", where)
+            try:
+                key_hash = bytes.fromhex(text)
+            except ValueError:
+                key_hash = b""
+            if len(key_hash) != 32:
+                raise self.fail(where, "firmware_key_hash",
+                                "must be the 64 hex digits of a SHA256 (imgtool's KEYHASH TLV), "
+                                f"got {_show(text)}")
         return MeterConfig(
             name=name, host=host,
+            smp_port=self.integer(t, "smp_port", where, 1337, 1, 65535),
+            firmware_mtu=self.integer(t, "firmware_mtu", where, 628, 128, 65535),
+            firmware_reboot_timeout=self.seconds(t, "firmware_reboot_timeout", where, 120.0),
+            firmware_key_hash=key_hash,
             http_port=self.integer(t, "http_port", where, 80, 1, 65535),
             modbus_port=modbus_port,
             unit_id=self.integer(t, "unit_id", where, 1, 0, 255),
