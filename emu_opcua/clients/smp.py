@@ -218,18 +218,21 @@ class MeterSmpClient:
         gets no answer is sent again (``retries`` times) before :class:`MeterTimeout`."""
         total = len(image)
         sha = hashlib.sha256(image).digest()  # names the upload session (resume), not the image
-        first = self._client._maximize_upload_packet(
-            ImageUploadWrite(off=0, data=b"", image=0, len=total, sha=sha), image)
-        response = await self._request(first, "image upload", timeout=self.first_chunk_timeout)
-        offset = _offset(response)
-        if progress is not None:
-            progress(offset, total)
-        while offset < total:
-            chunk = self._client._maximize_upload_packet(ImageUploadWrite(off=offset, data=b""), image)
-            response = await self._request(chunk, "image upload")
+        offset = 0
+        while True:
+            if offset == 0:  # the first chunk announces the upload (again, after a reboot)
+                request = ImageUploadWrite(off=0, data=b"", image=0, len=total, sha=sha)
+                timeout = self.first_chunk_timeout
+            else:
+                request = ImageUploadWrite(off=offset, data=b"")
+                timeout = None
+            response = await self._request(self._client._maximize_upload_packet(request, image),
+                                           "image upload", timeout=timeout)
             offset = _offset(response)
             if progress is not None:
                 progress(offset, total)
+            if offset >= total:
+                break
         if getattr(response, "match", None) is False:
             raise SmpCommandRefused("SMP image upload: the module reports the data does not match its sha",
                                     command="image upload", rc=-1)

@@ -47,6 +47,7 @@ class UpdateSettings:
     poll_interval: float = 1.0  # while waiting for the meter to come back
     slot_size: int | None = None  # bytes an image may have (None: not checked locally)
     key_hash: bytes | None = None  # pinned signing key (KEYHASH TLV); None: not checked
+    upload_attempts: int = 3  # an upload broken off by a module reboot is resumed this often
 
 
 class FirmwareUpdater:
@@ -105,13 +106,41 @@ class FirmwareUpdater:
                 stale = secondary_slot(slots)
                 log.info("%s: erasing the stale image %s in slot 1 first", self.name, stale.version)
                 await smp.erase(1)
-            if before is not Before.ALREADY_UPLOADED:
-                self._report(Phase.UPLOADING, 0, f"0 of {image.size} bytes")
-                await smp.upload(data, progress=lambda off, total: self._report(
-                    Phase.UPLOADING, 100.0 * off / total, f"{off} of {total} bytes"))
+        if before is not Before.ALREADY_UPLOADED:
+            await self._upload_resuming(data, image)
+        async with self._smp() as smp:
             check_uploaded(await smp.image_states(), image)
         self._report(Phase.UPLOADED, 100, f"{image.version} in slot 1")
         return image, before
+
+    async def _upload_resuming(self, data: bytes, image: ImageInfo) -> None:
+        """The upload, picked up again when the link or the module went away mid-way
+        (lost datagrams are retransmitted by the client; this covers a reboot)."""
+        self._report(Phase.UPLOADING, 0, f"0 of {image.size} bytes")
+        for attempt in range(1, self.settings.upload_attempts + 1):
+            try:
+                async with self._smp() as smp:
+                    await smp.upload(data, progress=lambda off, total: self._report(
+                        Phase.UPLOADING, 100.0 * off / total, f"{off} of {total} bytes"))
+                return
+            except MeterCommunicationError as exc:
+                if attempt == self.settings.upload_attempts:
+                    raise
+                log.warning("%s: upload interrupted (%s); waiting for the module to resume (%d/%d)",
+                            self.name, exc, attempt, self.settings.upload_attempts)
+                await self._wait_answering()
+
+    async def _wait_answering(self) -> tuple[SlotState, ...]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.reboot_timeout
+        while True:
+            await asyncio.sleep(self.settings.poll_interval)
+            try:
+                async with self._smp() as smp:
+                    return await smp.image_states()
+            except MeterCommunicationError:
+                if loop.time() >= deadline:
+                    raise
 
     async def install(self, image: ImageInfo, *, actor: str = "-") -> BootOutcome:
         """``image test`` + ``reset`` + wait until the meter answers again."""
@@ -176,10 +205,10 @@ class FirmwareUpdater:
     async def revert(self, image: ImageInfo, *, actor: str = "-") -> None:
         """Reset an unconfirmed image so MCUboot swaps the old one back."""
         audit.info("revert by %s on %s: %s not confirmed", actor, self.name, image.hash_hex)
+        slots = await self._wait_answering()  # the module may still be rebooting
+        if running_slot(slots).confirmed:
+            return
         async with self._smp() as smp:
-            slots = await smp.image_states()
-            if running_slot(slots).confirmed:
-                return
             await smp.reset()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.reboot_timeout

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 from attrs import frozen
 
+from emu_opcua.firmware.image import ImageVersion
 from emu_opcua.meter.datalog import DatalogRow
 from emu_opcua.meter.logbook import LogbookEntry
 from emu_opcua.meter.meterdata import Extreme, Extremes, MeterData
@@ -36,14 +37,20 @@ from emu_opcua.meter.registers import RegisterMap
 from emu_opcua.meter.status import MeterStatus
 from emu_opcua.simulator import http_app
 from emu_opcua.simulator.faults import Faults
+from emu_opcua.simulator.mcuboot import ModuleFirmware, ReplyStyle, build_image, public_key_der, test_key
 from emu_opcua.simulator.modbus_server import MeterModbusServer
 from emu_opcua.simulator.physics import MeterPhysics, PhysicsConfig, TariffSchedule, hash64
+from emu_opcua.simulator.smp_server import SmpServer, start_smp_server
 
 log = logging.getLogger(__name__)
 
 #: Meters with a serial from this one on report min/max in meterdata.json (manual).
 MIN_MAX_SERIAL = 22350000
 FIRMWARE_VERSION = "1.0.14"
+#: Bytes an image may occupy in one of the module's two slots.
+SLOT_SIZE = 0x40000
+#: Seconds a simulated module is off the network while it reboots (real ones: ~10-30 s).
+REBOOT_TIME = 2.0
 
 
 class SimClock:
@@ -82,6 +89,12 @@ class SimulatedMeter:
         modbus_port: int = 0,
         refresh_interval: float = 1.0,
         register_map: RegisterMap | None = None,
+        smp_port: int = 0,
+        firmware_key=None,
+        module_version: str = FIRMWARE_VERSION,
+        reboot_time: float = REBOOT_TIME,
+        smp_style: ReplyStyle = ReplyStyle.V2,
+        verify_at_upload: bool = False,
     ) -> None:
         if password is not None and not 0 < len(password) <= 20:
             raise ValueError("a meter password has 1..20 characters")
@@ -99,6 +112,20 @@ class SimulatedMeter:
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        # the TCP module's firmware: two MCUboot slots behind an SMP/UDP server; a
+        # module reset takes the meter off the network for reboot_time
+        key = firmware_key if firmware_key is not None else test_key()
+        running = build_image(hash64(seed, int(serial), 1337).to_bytes(8, "little") * 512,
+                              ImageVersion.parse(module_version), private_key=key)
+        self.module = ModuleFirmware.running(running, slot_size=SLOT_SIZE, public_key_der=public_key_der(key),
+                                             verify_at_upload=verify_at_upload)
+        self.smp = SmpServer(self.module, style=smp_style, on_reset=self._module_reset)
+        self.smp_port = smp_port
+        self.reboot_time = reboot_time
+        self.rebooting = False
+        self.online_update_allowed = True
+        self._smp_transport = None
+        self._reboot_task: asyncio.Task | None = None
         mac_tail = int(serial) & 0xFFFFFF
         self.mac = "10:2C:EF:" + ":".join(f"{(mac_tail >> s) & 0xFF:02X}" for s in (16, 8, 0))
 
@@ -114,9 +141,17 @@ class SimulatedMeter:
                                          handle_signals=False, shutdown_timeout=0.5)
             await self._runner.setup()
         await self._reconcile()
+        if self._smp_transport is None:
+            self._smp_transport, self.smp_port = await start_smp_server(self.smp, self.host, self.smp_port)
         return self.http_port, self.modbus_port
 
     async def stop(self) -> None:
+        if self._reboot_task is not None:
+            self._reboot_task.cancel()
+            self._reboot_task = None
+        if self._smp_transport is not None:
+            self._smp_transport.close()
+            self._smp_transport = None
         await self.modbus.stop()
         await self._stop_http()
         if self._runner is not None:
@@ -145,11 +180,11 @@ class SimulatedMeter:
 
     async def _reconcile(self) -> None:
         """Open or close the listeners as the faults say."""
-        if self.faults.http_listening():
+        if self.faults.http_listening() and not self.rebooting:
             await self._start_http()
         else:
             await self._stop_http()
-        if self.faults.modbus_listening():
+        if self.faults.modbus_listening() and not self.rebooting:
             await self.modbus.start()
         else:
             await self.modbus.stop()
@@ -189,6 +224,23 @@ class SimulatedMeter:
 
     async def disable_modbus(self, on: bool = True) -> None:
         await self.apply_faults(modbus_disabled=on)
+
+    # --- the TCP module's reboot ------------------------------------------------------------
+    def _module_reset(self, outcome: str) -> None:
+        log.info("meter %s: module reset (%s), off the network for %g s", self.serial, outcome, self.reboot_time)
+        if self._reboot_task is None or self._reboot_task.done():
+            self._reboot_task = asyncio.get_running_loop().create_task(self._reboot())
+
+    async def _reboot(self) -> None:
+        self.rebooting = True
+        self.smp.online = False
+        try:
+            await self._reconcile()
+            await asyncio.sleep(self.reboot_time)
+        finally:
+            self.rebooting = False
+            self.smp.online = True
+        await self._reconcile()
 
     # --- events ---------------------------------------------------------------------------
     def power_outage(self) -> None:
@@ -245,7 +297,7 @@ class SimulatedMeter:
             dns="0.0.0.0", modbus_enabled=not self.faults.modbus_disabled,
             modbus_port=self.modbus_port, ntp_enabled=True, ntp_server="pool.ntp.org",
             serial=self.serial, factory_number=0, meter_time=_utc(physics.time), mac=self.mac,
-            firmware_version=FIRMWARE_VERSION, online_update_allowed=True,
+            firmware_version=str(self.module.version), online_update_allowed=self.online_update_allowed,
         )
 
     def meterdata(self) -> MeterData:
@@ -280,6 +332,7 @@ class SimulatedMeter:
         return {
             "serial": self.serial, "host": self.host, "http_port": self.http_port,
             "modbus_port": self.modbus_port, "password": self.password,
+            "smp_port": self.smp_port,
             "meter_time": int(physics.time), "speed": self.clock.speed,
             "datalog_rows": physics.row_count, "logbook_entries": physics.logbook_count,
             "logbook": self.has_logbook, "faults": self.faults.as_dict(),
@@ -306,11 +359,16 @@ class FleetConfig:
     start_time: float | None = None  # meter time at start (epoch s); None = now
     control_port: int | None = 0  # None = no control server
     tariffs: TariffSchedule = TariffSchedule()
+    smp_port: int = 0  # UDP, first meter's; consecutive for the others; 0 = ephemeral
+    firmware_key_pem: bytes | None = None  # the key the modules trust (PEM); None: a fresh test key
+    reboot_time: float = REBOOT_TIME
+    smp_style: str = "v2"  # "v1": the 2021 mcumgr generation's replies
+    module_version: str = FIRMWARE_VERSION
 
     def __attrs_post_init__(self) -> None:
         if self.meters < 1:
             raise ValueError("meters must be at least 1")
-        for name in ("http_port", "modbus_port"):
+        for name in ("http_port", "modbus_port", "smp_port"):
             port = getattr(self, name)
             if port and not 0 < port + self.meters - 1 <= 65535:
                 raise ValueError(f"{name} {port} + {self.meters} meters runs past 65535")
@@ -322,6 +380,7 @@ class MeterPorts:
     host: str
     http_port: int
     modbus_port: int
+    smp_port: int = 0
 
 
 class Fleet:
@@ -336,6 +395,12 @@ class Fleet:
             step=config.step, tariffs=config.tariffs, logbook=config.logbook,
         )
         self.meters: list[SimulatedMeter] = []
+        if config.firmware_key_pem is not None:
+            from emu_opcua.simulator.mcuboot import load_private_key
+
+            firmware_key = load_private_key(config.firmware_key_pem)
+        else:
+            firmware_key = test_key()
         for i in range(config.meters):
             serial = config.serial_base + i
             self.meters.append(SimulatedMeter(
@@ -344,6 +409,9 @@ class Fleet:
                 http_port=config.http_port + i if config.http_port else 0,
                 modbus_port=config.modbus_port + i if config.modbus_port else 0,
                 refresh_interval=config.refresh_interval,
+                smp_port=config.smp_port + i if config.smp_port else 0, firmware_key=firmware_key,
+                module_version=config.module_version, reboot_time=config.reboot_time,
+                smp_style=ReplyStyle(config.smp_style),
             ))
         self._by_serial = {m.serial: m for m in self.meters}
         self._control: web.AppRunner | None = None
@@ -414,7 +482,7 @@ class Fleet:
         raise KeyError(key)
 
     def ports(self) -> list[MeterPorts]:
-        return [MeterPorts(m.serial, m.host, m.http_port, m.modbus_port) for m in self.meters]
+        return [MeterPorts(m.serial, m.host, m.http_port, m.modbus_port, m.smp_port) for m in self.meters]
 
     def ports_document(self) -> dict[str, Any]:
         return {
@@ -422,7 +490,8 @@ class Fleet:
             "control_port": self.control_port,
             "password": self.config.password,
             "meters": [
-                {"serial": p.serial, "host": p.host, "http_port": p.http_port, "modbus_port": p.modbus_port}
+                {"serial": p.serial, "host": p.host, "http_port": p.http_port, "modbus_port": p.modbus_port,
+                 "smp_port": p.smp_port}
                 for p in self.ports()
             ],
         }
@@ -436,9 +505,9 @@ class Fleet:
         os.replace(tmp, path)
 
     def ports_table(self) -> str:
-        rows = [("serial", "host", "http", "modbus")]
-        rows += [(p.serial, p.host, str(p.http_port), str(p.modbus_port)) for p in self.ports()]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [("serial", "host", "http", "modbus", "smp/udp")]
+        rows += [(p.serial, p.host, str(p.http_port), str(p.modbus_port), str(p.smp_port)) for p in self.ports()]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if self.control_port is not None:

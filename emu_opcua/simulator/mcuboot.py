@@ -122,7 +122,9 @@ class ModuleFirmware:
             self._upload = _Upload(length, sha, bytearray())
         upload = self._upload
         if upload is None:
-            return SmpError(EINVAL, f"chunk at offset {off} without an upload in progress")
+            # no upload in progress (the module rebooted): mcumgr answers with the offset
+            # it expects, 0, and the client starts over with a first chunk
+            return UploadProgress(0)
         if off != len(upload.buffer):
             return UploadProgress(len(upload.buffer))  # mcumgr answers with the offset it expects
         if off + len(data) > upload.length:
@@ -205,3 +207,51 @@ class ModuleFirmware:
             outcome = f"booted {primary.info.version}"
         self.boot_log.append(outcome)
         return outcome
+
+
+# --- the image the simulated module runs at start -------------------------------------------
+def build_image(body: bytes, version: ImageVersion, *, private_key=None, header_size: int = 0x200) -> bytes:
+    """An MCUboot image as imgtool writes it (header, body, SHA256, KEYHASH, ECDSA
+    signature), for the simulated module's running image; ``private_key``: a
+    cryptography EC P-256 key (the simulator's own test key), None for hash only."""
+    import hashlib
+    import struct
+
+    from emu_opcua.firmware.image import HEADER_FORMAT, IMAGE_MAGIC, TLV_ECDSA, TLV_INFO_MAGIC, TLV_KEYHASH, TLV_SHA256
+
+    header = struct.pack(HEADER_FORMAT, IMAGE_MAGIC, 0, header_size, 0, len(body), 0,
+                         version.major, version.minor, version.revision, version.build, 0)
+    signed = header.ljust(header_size, b"\x00") + body
+    digest = hashlib.sha256(signed).digest()
+    tlvs = struct.pack("<BBH", TLV_SHA256, 0, len(digest)) + digest
+    if private_key is not None:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        public = private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        key_hash = hashlib.sha256(public).digest()
+        signature = private_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        tlvs += struct.pack("<BBH", TLV_KEYHASH, 0, len(key_hash)) + key_hash
+        tlvs += struct.pack("<BBH", TLV_ECDSA, 0, len(signature)) + signature
+    return signed + struct.pack("<HH", TLV_INFO_MAGIC, 4 + len(tlvs)) + tlvs
+
+
+def public_key_der(private_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_private_key(pem: bytes):
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+def test_key():
+    """A fresh throwaway EC P-256 key: the simulator's own, never the maker's."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
