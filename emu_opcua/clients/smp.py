@@ -7,9 +7,11 @@ smpclient leaves out (each measured against it, see tests/clients/test_smp_clien
 - the receive queue is emptied before each request and replies with another sequence
   number are skipped, so one late answer does not leave every later reply one behind
   (smpclient issue #104);
-- a request that times out is sent again (upload chunks name their offset, so a
-  retransmit is harmless; the module answers with the offset it expects), and an upload
-  resumes from the module's offset;
+- a request without an answer is sent again, after a retransmission timeout that
+  follows the measured round trip (RFC 6298 in small: a lost datagram costs a few
+  round trips, not a whole timeout); upload chunks name their offset, so a retransmit
+  is harmless (the module answers with the offset it expects), and an upload resumes
+  from the module's offset;
 - v1 and v2 reply styles: the 2021 generation reports upload errors inside a success
   reply (``rc``) and a successful erase as an error with ``rc`` 0;
 - errors become :mod:`emu_opcua.errors` classes with the module's code kept.
@@ -73,23 +75,36 @@ class _PinnedUdpTransport(SMPUDPTransport):
 class _Client(SMPClient):
     """SMPClient whose requests drain first, skip stale replies and retransmit."""
 
-    def __init__(self, transport: _PinnedUdpTransport, address: str, timeout_s: float, retries: int) -> None:
+    def __init__(self, transport: _PinnedUdpTransport, address: str, timeout_s: float, retries: int,
+                 min_rto: float) -> None:
         super().__init__(transport, address, timeout_s)
         self._pinned = transport
         self.retries = retries
+        self.min_rto = min_rto
         self.retransmits = 0  # requests sent again after a timeout (diagnostics, benchmarks)
+        self._srtt: float | None = None  # smoothed round-trip time of answered first sends
+
+    def _rto(self, timeout_s: float, attempt: int) -> float:
+        """How long to wait before sending again: TCP's idea (RFC 6298) in small. A lost
+        datagram costs a few round trips, not a whole timeout; doubled per retry, never
+        above ``timeout_s``; no estimate yet: ``timeout_s``."""
+        if self._srtt is None:
+            return timeout_s
+        return min(timeout_s, max(self.min_rto, 4 * self._srtt) * 2 ** attempt)
 
     async def request(self, request, timeout_s: float | None = None):
         timeout_s = timeout_s if timeout_s is not None else self._timeout_s
         attempts = self.retries + 1
         sequence = request.header.sequence
+        loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             dropped = self._pinned.drain()
             if dropped:
                 log.debug("dropped %d late SMP replies before %s", dropped, type(request).__name__)
+            sent = loop.time()
             await self._pinned.send(request.BYTES)
             try:
-                async with asyncio.timeout(timeout_s):
+                async with asyncio.timeout(self._rto(timeout_s, attempt) if attempt < attempts - 1 else timeout_s):
                     while True:
                         frame = await self._pinned.receive()
                         header = smphdr.Header.loads(frame[:smphdr.Header.SIZE])
@@ -108,7 +123,10 @@ class _Client(SMPClient):
                               attempt + 1, self.retries)
                     continue
                 raise MeterTimeout(f"SMP {type(request).__name__}: no answer from {self._address} "
-                                   f"after {attempts} tries of {timeout_s:g} s") from None
+                                   f"after {attempts} tries (the last of {timeout_s:g} s)") from None
+            if attempt == 0:  # Karn: only answers to a first send measure the round trip
+                rtt = loop.time() - sent
+                self._srtt = rtt if self._srtt is None else 0.875 * self._srtt + 0.125 * rtt
             return _parse(request, frame)
         raise AssertionError("unreachable")
 
@@ -149,13 +167,13 @@ class MeterSmpClient:
     """One meter's TCP module over SMP/UDP. ``async with MeterSmpClient(host, port):``."""
 
     def __init__(self, host: str, port: int = DEFAULT_PORT, *, mtu: int = DEFAULT_MTU, timeout: float = 2.5,
-                 retries: int = 5, first_chunk_timeout: float = 20.0) -> None:
+                 retries: int = 5, first_chunk_timeout: float = 20.0, min_rto: float = 0.05) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.first_chunk_timeout = first_chunk_timeout  # the first chunk may erase slot 1 first
         self._transport = _PinnedUdpTransport(port, mtu)
-        self._client = _Client(self._transport, host, timeout, retries)
+        self._client = _Client(self._transport, host, timeout, retries, min_rto)
         self._connected = False
 
     @property
