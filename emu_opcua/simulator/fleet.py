@@ -5,8 +5,9 @@
 :class:`~emu_opcua.simulator.faults.Faults`, an aiohttp site and a pymodbus TCP server.
 :class:`Fleet` builds N meters from a :class:`FleetConfig` (serials ``serial_base + i``,
 consecutive ports when a base port is given, else ephemeral ports), plus an optional
-control server (``/_sim/meters/{n}/...``, see ``http_app``) that stays reachable while a
-meter refuses connections.
+control server on 127.0.0.1 (``/_sim/meters/{n}/...``, see ``http_app``; the meters'
+own ports serve only what a real meter serves), reachable while a meter refuses
+connections or is without power.
 
 Time: :class:`SimClock` maps the monotonic clock onto true time,
 ``start + elapsed * speed``; a meter's clock adds its own offset (set by a clock change
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 #: Meters with a serial from this one on report min/max in meterdata.json (manual).
 MIN_MAX_SERIAL = 22350000
 FIRMWARE_VERSION = "1.0.14"
+#: The control server listens here only, whatever the meters' host: simulator control is
+#: for the machine running it, not for the meters' network.
+CONTROL_HOST = "127.0.0.1"
 #: Real seconds between checks whether an outage is over (only while one lasts).
 OUTAGE_POLL = 0.1
 
@@ -429,7 +433,7 @@ class Fleet:
             if self.config.control_port is not None:
                 self._control = web.AppRunner(control_app(self), access_log=None, handle_signals=False)
                 await self._control.setup()
-                site = web.TCPSite(self._control, self.config.host, self.config.control_port,
+                site = web.TCPSite(self._control, CONTROL_HOST, self.config.control_port,
                                    reuse_address=True)
                 await site.start()
                 self.control_port = self._control.addresses[-1][1]
@@ -506,7 +510,7 @@ class Fleet:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if self.control_port is not None:
-            lines.append(f"control: http://{self.config.host}:{self.control_port}/_sim/meters/{{n}}/faults")
+            lines.append(f"control: http://{CONTROL_HOST}:{self.control_port}/_sim/meters/{{n}}/faults")
         return "\n".join(lines)
 
 

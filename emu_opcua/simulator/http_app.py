@@ -22,22 +22,25 @@ Row selection (the manual plus what it leaves open, decided here):
 - a parameter that is not a non-negative decimal integer, ``last=0``, or ``last`` together
   with ``from``/``to``: 400 Bad Request. Unknown parameters are ignored.
 
-Simulator-only control endpoints, under ``/_sim/`` (no auth, never affected by faults;
-not part of any real meter):
+Simulator control (not part of any real meter) is served only by the fleet's control
+server (``fleet.control_app``, on 127.0.0.1), never on a meter's own port: a real meter
+has no such routes, so a client cannot tell a simulated meter by them, and nobody on the
+meter's network can switch faults or read settings. Per meter (n = position or serial),
+under ``/_sim/meters/{n}``:
 
-- ``GET /_sim/faults`` -> the fault switches as JSON; ``PUT`` or ``POST`` a JSON object
+- ``GET .../faults`` -> the fault switches as JSON; ``PUT`` or ``POST`` a JSON object
   with some switches to change them (400 on an unknown switch or a bad value);
   ``DELETE`` clears every fault;
-- ``POST /_sim/events/power_outage``; ``POST /_sim/events/clock_change?offset=S``;
-  ``POST /_sim/events/ct_ratio?primary=P&secondary=S``; ``.../vt_ratio?primary=&secondary=``;
-  ``POST /_sim/events/pulse?value=V&length_ms=L``;
-  ``POST /_sim/events/load?watts=W`` forces the total active power (no ``watts``: back to
+- ``POST .../events/power_outage?seconds=S`` (off the network for S simulated seconds;
+  0 or absent: a blip); ``POST .../events/clock_change?offset=S``;
+  ``POST .../events/ct_ratio?primary=P&secondary=S``; ``.../vt_ratio?primary=&secondary=``;
+  ``POST .../events/pulse?value=V&length_ms=L``;
+  ``POST .../events/load?watts=W`` forces the total active power (no ``watts``: back to
   the load profile), so a value changes at a known instant;
-- ``GET /_sim/info`` -> serial, ports, faults, datalog and logbook sizes.
-
-While ``refuse_connections`` is on, the meter's own port is closed, so its ``/_sim/``
-routes are unreachable: use the fleet's control server (``fleet.control_app``), which
-serves the same routes per meter under ``/_sim/meters/{n}/`` (n = position or serial).
+  ``POST .../events/index_reset`` (factory reset: datalog cleared, index from 1);
+  ``POST .../events/replace_meter?serial=N`` (another meter at the same address);
+- ``GET .../info`` -> serial, ports, power and clock state, datalog and logbook sizes
+  (whether a password is set, never the password).
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ DATALOG_CAP = 3000
 LOGBOOK_CAP = 2048
 USER = "admin"
 REALM = "EMU Professional II"
-SIM_PREFIX = "/_sim/"
 CSV_TYPE = "text/csv"
 
 METER_KEY = web.AppKey("meter", object)
@@ -130,8 +132,6 @@ def check_basic_auth(header: str | None, password: str) -> bool:
 
 @web.middleware
 async def meter_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-    if request.path.startswith(SIM_PREFIX):
-        return await handler(request)
     meter: SimulatedMeter = request.app[METER_KEY]
     faults = meter.faults
     if faults.delay:
@@ -260,7 +260,7 @@ def _float_arg(request: web.Request, name: str) -> float:
 
 
 def add_control_routes(app: web.Application, prefix: str, lookup: MeterLookup) -> None:
-    """The ``/_sim/`` routes under ``prefix`` (``/_sim`` or ``/_sim/meters/{n}``)."""
+    """The control routes of one meter under ``prefix`` (``/_sim/meters/{n}``)."""
 
     async def get_faults(request: web.Request) -> web.Response:
         return _json_response(lookup(request).faults.as_dict())
@@ -338,7 +338,6 @@ def make_app(meter: SimulatedMeter) -> web.Application:
     app.router.add_get("/data", datalog_csv)
     app.router.add_get("/logbook/", logbook_csv)
     app.router.add_get("/logbook", logbook_csv)
-    add_control_routes(app, "/_sim", lambda request: request.app[METER_KEY])
     return app
 
 
