@@ -74,6 +74,7 @@ from emu_opcua.meter.datalog import DatalogStatus
 
 _MASK = (1 << 64) - 1
 _TWO_PI = 2.0 * math.pi
+_U16 = 2.0 / 0xFFFF
 _COS120 = -0.5
 _SIN120 = math.sqrt(3.0) / 2.0
 
@@ -156,10 +157,11 @@ class LoadProfile:
     q_comp_var: float  # capacitor compensation (capacitive Q at low load)
     weights: tuple[float, float, float]  # share of the load per phase
     u_offset: float  # the feeder's voltage offset from 230 V
+    phase_u_offsets: tuple[float, float, float]  # each phase's own offset on top (V)
 
     @classmethod
     def from_seed(cls, seed: int) -> LoadProfile:
-        h = [hash64(seed, 0x51, i) / 2.0**64 for i in range(8)]
+        h = [hash64(seed, 0x51, i) / 2.0**64 for i in range(11)]
         kind = "office" if h[0] < 0.5 else "household"
         base = (8_000.0 + 40_000.0 * h[1]) if kind == "office" else (3_000.0 + 9_000.0 * h[1])
         pv = base * (0.4 + 1.4 * h[2]) if h[3] < 0.55 else 0.0
@@ -169,6 +171,7 @@ class LoadProfile:
             kind=kind, base_w=base, pv_wp=pv, tan_phi=0.2 + 0.4 * h[7],
             q_comp_var=base * 0.04 * h[2], weights=(w[0] / s, w[1] / s, w[2] / s),
             u_offset=-3.0 + 6.0 * h[5],
+            phase_u_offsets=(-1.5 + 3.0 * h[8], -1.5 + 3.0 * h[9], -1.5 + 3.0 * h[10]),
         )
 
 
@@ -180,7 +183,7 @@ DATALOG_CAPACITY = 3 * 365 * 96
 LOGBOOK_CAPACITY = 4096
 #: Days of history before the start that min/max cover (a meter's min/max are reset
 #: from time to time; and a 3-year history is then cheap to build).
-EXTREMES_DAYS = 30
+EXTREMES_DAYS = 7
 
 
 @frozen
@@ -286,6 +289,7 @@ class MeterPhysics:
         self.clock_offset = 0.0  # the meter's clock minus the true time (clock_change)
         self._next_row = int(-(-t0 // iv) * iv)  # meter clock of the next row
         self._knot_cache: dict[int, tuple[float, ...]] = {}
+        self._segments: dict[int, tuple] = {}  # value noise: period -> (n, lattice n, n + 1)
         # counters (Wh/varh floats), COUNTER_CODES order; seeded with a plausible age
         h = [hash64(self.seed, 0xE0, i) / 2.0**64 for i in range(4)]
         if new_meter:
@@ -398,16 +402,48 @@ class MeterPhysics:
             n = _tri(fast2 >> (16 * i))
             lp = load * w[i]
             out.append(lp * prof.tan_phi * (1.0 + 0.1 * n) - prof.q_comp_var / 3.0)
+        # Voltages: the feeder's level and daily swing, then per phase its own offset, its
+        # own slow wander (other loads on the same phase of the feeder) and its own drop
+        # under its own load, so the phases' extremes differ in value and time.
         diurnal = 2.0 * math.sin(_TWO_PI * (hour - 4.0) / 24.0)
+        # Two octaves of smooth noise (2 h and 20 min lattices), four channels each:
+        # the phases' voltages and the frequency.
+        w2h = self._noise(7200, t)
+        w20m = self._noise(1200, t)
         for i in range(3):
             n = _tri((fast2 >> (16 * i + 8)) ^ (slow >> (8 * i)))
-            out.append(230.0 + prof.u_offset + diurnal + 1.2 * n - 4.0e-5 * out[i] * 3.0)
-        out.append(50.0 + 0.025 * _tri(fast >> 24) + 0.02 * math.sin(_TWO_PI * t / 1234.0))
+            out.append(230.0 + prof.u_offset + prof.phase_u_offsets[i] + diurnal
+                       + 2.0 * w2h[i] + 1.0 * w20m[i] + 0.4 * n - 1.2e-4 * out[i])
+        # Frequency: the grid's, a bounded slow random walk around 50 Hz, within
+        # +-0.056 Hz.
+        out.append(50.0 + 0.033 * w2h[3] + 0.02 * w20m[3] + 0.003 * _tri(fast >> 24))
         v = tuple(out)
         if len(cache) > 64:
             cache.clear()
         cache[t] = v
         return v
+
+    def _noise(self, period: int, t: int) -> tuple[float, float, float, float]:
+        """Four independent smooth value noises in [-1, 1] at ``t``: random lattice
+        values every ``period`` seconds (pure in seed, period and time) joined by
+        smoothstep: bounded random walks. The current lattice segment is kept per period
+        (knots come in time order)."""
+        n, rem = divmod(t, period)
+        seg = self._segments.get(period)
+        if seg is None or seg[0] != n:
+            a = seg[2] if seg is not None and seg[0] == n - 1 else self._lattice(period, n)
+            seg = self._segments[period] = (n, a, self._lattice(period, n + 1))
+        x = rem / period
+        x = x * x * (3.0 - 2.0 * x)
+        _n, a, b = seg
+        return (a[0] + (b[0] - a[0]) * x, a[1] + (b[1] - a[1]) * x,
+                a[2] + (b[2] - a[2]) * x, a[3] + (b[3] - a[3]) * x)
+
+    def _lattice(self, period: int, n: int) -> tuple[float, float, float, float]:
+        """Four uniform values in [-1, 1] from one hash (16 bits each)."""
+        h = hash64(self.seed, n, period)
+        return ((h & 0xFFFF) * _U16 - 1.0, ((h >> 16) & 0xFFFF) * _U16 - 1.0,
+                ((h >> 32) & 0xFFFF) * _U16 - 1.0, (h >> 48) * _U16 - 1.0)
 
     def _prev_knot(self, t: float) -> int:
         c = self._coarse_end
