@@ -52,3 +52,21 @@ def test_cli_ports_file_fetch_and_sigterm(tmp_path, entry):
     assert proc.returncode == 0, err
     assert "22350001" in out and "modbus" in out
     assert "Traceback" not in err
+
+
+def test_history_options_reach_the_fleet_config():
+    import argparse
+
+    from emu_opcua.simulator.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args([
+        "--history-days", "0", "--datalog-capacity", "500", "--logbook-capacity", "7",
+        "--sync-delay", "120", "--speed", "3600"]))
+    assert (config.history_days, config.datalog_capacity, config.logbook_capacity,
+            config.sync_delay, config.speed) == (0, 500, 7, 120, 3600)
+    with pytest.raises(SystemExit):
+        config_from_args(parser.parse_args(["--sync-delay", "-1"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--datalog-capacity", "0"])

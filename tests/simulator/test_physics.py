@@ -172,3 +172,51 @@ def test_no_logbook_without_lp_variant():
     p.change_ct_ratio(200, 5)
     assert p.logbook_count == 0
     assert len(COUNTER_CODES) == 8
+
+
+def _series(p, code, t0, seconds, step=60):
+    out = []
+    for k in range(0, seconds, step):
+        p.advance_to(t0 + k)
+        out.append(p.values()[code])
+    return out
+
+
+def _lag1_correlation(xs):
+    n = len(xs)
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs)
+    return sum((a - mean) * (b - mean) for a, b in zip(xs, xs[1:])) / var
+
+
+def test_frequency_wanders_slowly_and_bounded_around_50_hz():
+    p = physics(seed=11, history_days=0)
+    f = _series(p, "frequency", START, 2 * 86400)
+    assert all(49.94 < x < 50.06 for x in f)  # the grid's band, +-0.06 Hz
+    assert max(f) - min(f) > 0.04  # it does wander
+    assert abs(sum(f) / len(f) - 50.0) < 0.02
+    # a random walk, not white noise: minute to minute, f moves little of its range
+    assert _lag1_correlation(f) > 0.95
+    assert sum(abs(b - a) for a, b in zip(f, f[1:])) / len(f) < 0.1 * (max(f) - min(f))
+
+
+def test_each_phase_voltage_has_its_own_variation():
+    p = physics(seed=12, history_days=2)
+    p.advance_to(START)
+    ext = p.extremes()
+    lows = [(ext[f"voltage_l{i}"].minimum, ext[f"voltage_l{i}"].minimum_time) for i in (1, 2, 3)]
+    highs = [(ext[f"voltage_l{i}"].maximum, ext[f"voltage_l{i}"].maximum_time) for i in (1, 2, 3)]
+    assert len({v for v, _ in lows}) == 3 and len({t for _, t in lows}) == 3
+    assert len({v for v, _ in highs}) == 3 and len({t for _, t in highs}) == 3
+    # the datalog's voltage columns (0.1 V) differ between the phases row by row
+    rows = [p.row(i).raw for i in range(1, p.last_index + 1)]
+    u = [[r[17 + k] for r in rows] for k in range(3)]
+    assert all(sum(a != b for a, b in zip(u[i], u[j])) > 0.9 * len(rows) for i, j in ((0, 1), (0, 2), (1, 2)))
+    # ... and are not one curve shifted: their deviations from the mean correlate weakly
+    dev = [[x - sum(col) / len(col) for x in col] for col in u]
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        cov = sum(a * b for a, b in zip(dev[i], dev[j]))
+        norm = math.sqrt(sum(a * a for a in dev[i]) * sum(b * b for b in dev[j]))
+        assert cov / norm < 0.9
+    for col in u:
+        assert 2200 < sum(col) / len(col) < 2400  # around 230 V
