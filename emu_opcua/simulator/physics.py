@@ -28,8 +28,10 @@ reactive import/export the sign of the total Q. Tariff T1/T2 by :class:`TariffSc
 (UTC). Counters are kept in Wh/varh as floats and reported floored to whole Wh (a counter
 shows completed units), so T1 + T2 = total exactly.
 
-Datalog rows are stored as counters only (8 integers and a status byte per row); the
-instantaneous columns are recomputed from the pure knot function when a row is served.
+Datalog rows are stored in flat arrays: the 8 counters, the 16 instantaneous columns as
+measured when the row was written (rows of the deep history, older than the
+``EXTREMES_DAYS`` that min/max cover, get theirs from the pure knot function when first
+read), the status byte, the timestamp (meter clock) and the true time: 145 bytes a row.
 
 Time: the state's :attr:`~MeterPhysics.time` is the *true* (physical) time; the
 meter's clock is that plus :attr:`~MeterPhysics.clock_offset`. Energy is integrated over
