@@ -28,8 +28,10 @@ reactive import/export the sign of the total Q. Tariff T1/T2 by :class:`TariffSc
 (UTC). Counters are kept in Wh/varh as floats and reported floored to whole Wh (a counter
 shows completed units), so T1 + T2 = total exactly.
 
-Datalog rows are stored as counters only (8 integers and a status byte per row); the
-instantaneous columns are recomputed from the pure knot function when a row is served.
+Datalog rows are stored in flat arrays: the 8 counters, the 16 instantaneous columns as
+measured when the row was written (rows of the deep history, older than the
+``EXTREMES_DAYS`` that min/max cover, get theirs from the pure knot function when first
+read), the status byte, the timestamp (meter clock) and the true time: 145 bytes a row.
 
 Time: the state's :attr:`~MeterPhysics.time` is the *true* (physical) time; the
 meter's clock is that plus :attr:`~MeterPhysics.clock_offset`. Energy is integrated over
@@ -265,6 +267,18 @@ def _datalog_layout() -> tuple[tuple[int, str, float, bool], ...]:
 
 
 _LAYOUT = _datalog_layout()
+# Columns 5..12 are the counters (COUNTER_CODES order), 13..28 instantaneous values.
+assert [(slot, code) for slot, code, _d, is_counter in _LAYOUT if is_counter] == list(enumerate(COUNTER_CODES))
+_INST_LAYOUT = tuple((_SAMPLE_INDEX[code], divisor) for _s, code, divisor, is_counter in _LAYOUT if not is_counter)
+_N_INST = len(_INST_LAYOUT)
+assert [slot for slot, *_r in _LAYOUT if slot >= 8] == list(range(8, 8 + _N_INST))
+_NOT_READ = -(1 << 31)
+_UNREAD = (_NOT_READ,) * _N_INST
+
+
+def _inst_columns(values: tuple[float, ...]) -> tuple[int, ...]:
+    """A sample's values as the datalog's columns 13..28 (integers in the column's unit)."""
+    return tuple([int(round(values[i] / divisor)) for i, divisor in _INST_LAYOUT])
 
 
 class MeterPhysics:
@@ -310,6 +324,7 @@ class MeterPhysics:
         self._rows_status = bytearray()
         self._rows_stamp = array("q")  # meter clock (the row's timestamp)
         self._rows_true = array("d")  # true time (the instantaneous columns' instant)
+        self._rows_inst = array("i")  # columns 13..28 as sent, _N_INST per row
         self._base = 1
         self._start = 0
         self._pending_status = 0
@@ -458,7 +473,7 @@ class MeterPhysics:
             return min(c, (int(t // self._iv) + 1) * self._iv)
         return (int(t // self._step) + 1) * self._step
 
-    def _raw(self, t: float) -> tuple[float, ...]:
+    def _raw(self, t: float, profile: bool = False) -> tuple[float, ...]:
         a = self._prev_knot(t)
         ka = self._knot(a)
         if t == a:
@@ -468,15 +483,16 @@ class MeterPhysics:
             kb = self._knot(b)
             x = (t - a) / (b - a)
             raw = tuple(p + (q - p) * x for p, q in zip(ka, kb))
-        if self.load_override is not None:
+        if self.load_override is not None and not profile:
             p = self.load_override / 3.0
             q = p * self.profile.tan_phi
             raw = (p, p, p, q, q, q) + tuple(raw[6:])
         return raw
 
-    def sample(self, t: float) -> Sample:
-        """Instantaneous values at meter time ``t`` (pure: does not change the state)."""
-        p1, p2, p3, q1, q2, q3, u1, u2, u3, f = self._raw(t)
+    def sample(self, t: float, *, profile: bool = False) -> Sample:
+        """Instantaneous values at true time ``t`` (pure: does not change the state);
+        ``profile``: from the load profile even while a load step is forced."""
+        p1, p2, p3, q1, q2, q3, u1, u2, u3, f = self._raw(t, profile)
         i_ = []
         pf = []
         re = im = 0.0
@@ -511,9 +527,7 @@ class MeterPhysics:
             self._integrate(a, b)
             self.time = b
             if b == row_at:
-                if b >= self._extremes_from:
-                    self._record_point(b)
-                self._log_row(b)
+                self._log_row(b, self._record_point(b) if b >= self._extremes_from else None)
                 self._next_row += self._iv
             elif (b == t and b != self._prev_knot(b)) or b < self._extremes_from:
                 pass  # between knots: extremes are reached at knots, nothing to record
@@ -554,13 +568,14 @@ class MeterPhysics:
                     c[base + 2 + off] -= first
                     c[base + off] += second
 
-    def _record_point(self, t: float) -> None:
+    def _record_point(self, t: float) -> tuple[float, ...]:
+        """Update the extremes with the values at ``t``; returns those values."""
         s = self.sample(t).values
         ext = self._extremes
         mt = t + self.clock_offset  # extremes are stamped by the meter's clock
         if ext is None:
             self._extremes = [[s[k], mt, s[k], mt] for k in _EXTREME_SLOTS]
-            return
+            return s
         for e, k in zip(ext, _EXTREME_SLOTS):
             v = s[k]
             if v < e[0]:
@@ -569,8 +584,11 @@ class MeterPhysics:
             if v > e[2]:
                 e[2] = v
                 e[3] = mt
+        return s
 
-    def _log_row(self, t: float) -> None:
+    def _log_row(self, t: float, values: tuple[float, ...] | None) -> None:
+        """Append a row at true time ``t``; ``values``: the sample at ``t`` (None in the
+        deep history: its instantaneous columns are computed when first read)."""
         status = self._pending_status
         if self._started_at <= t < self._unsynced_until:
             status |= DatalogStatus.CLOCK_NOT_SYNCHRONISED
@@ -581,6 +599,7 @@ class MeterPhysics:
         self._rows_status.append(status & 0xFF)
         self._rows_stamp.append(self._next_row)
         self._rows_true.append(t)
+        self._rows_inst.extend(_UNREAD if values is None else _inst_columns(values))
         held = len(self._rows_status) - self._start
         if held > self.config.datalog_capacity:
             self._start += held - self.config.datalog_capacity
@@ -590,6 +609,7 @@ class MeterPhysics:
                 del self._rows_status[:k]
                 del self._rows_stamp[:k]
                 del self._rows_true[:k]
+                del self._rows_inst[: _N_INST * k]
                 self._base += k
                 self._start = 0
 
@@ -665,15 +685,13 @@ class MeterPhysics:
     def row(self, index: int) -> RowData:
         """Datalog row ``index`` in the meter's integers (IndexError when not held)."""
         pos = self._position(index)
-        s = self.sample(self._rows_true[pos]).values
-        c = self._rows_counters[pos * 8: pos * 8 + 8]
-        raw = [0] * 24
-        for slot, code, divisor, is_counter in _LAYOUT:
-            if is_counter:
-                raw[slot] = c[COUNTER_CODES.index(code)]
-            else:
-                raw[slot] = int(round(s[_SAMPLE_INDEX[code]] / divisor))
-        return RowData(self._rows_stamp[pos], index, self._rows_status[pos], tuple(raw))
+        k = pos * _N_INST
+        inst = self._rows_inst[k: k + _N_INST]
+        if inst[0] == _NOT_READ:  # deep history: from the load profile, memoised
+            inst = array("i", _inst_columns(self.sample(self._rows_true[pos], profile=True).values))
+            self._rows_inst[k: k + _N_INST] = inst
+        raw = tuple(self._rows_counters[pos * 8: pos * 8 + 8]) + tuple(inst)
+        return RowData(self._rows_stamp[pos], index, self._rows_status[pos], raw)
 
     def rows(self, indices) -> Iterator[RowData]:
         for i in indices:
@@ -722,6 +740,7 @@ class MeterPhysics:
         self._rows_status = bytearray()
         self._rows_stamp = array("q")
         self._rows_true = array("d")
+        self._rows_inst = array("i")
         self._base = 1
         self._start = 0
         self._pending_status = 0

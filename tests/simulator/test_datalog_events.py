@@ -246,3 +246,25 @@ def test_history_days_from_none_to_three_years(days, rows):
     assert (p.row_count, p.first_index, p.last_index) == (rows, 1, rows)
     if rows:
         assert p.row_time(rows) == START - 450 and p.row_time(1) == START - 450 - (rows - 1) * IV
+
+
+def test_every_logbook_entry_names_the_row_that_carries_its_bit():
+    p = MeterPhysics(22350000, seed=2, start=START, config=PhysicsConfig(history_days=1))
+    changes = [
+        (lambda: p.change_ct_ratio(200, 5), DatalogStatus.CT_RATIO_CHANGED),
+        (lambda: p.change_vt_ratio(20, 1), DatalogStatus.VT_RATIO_CHANGED),
+        (lambda: p.change_pulse(value=500), DatalogStatus.PULSE_VALUE_CHANGED),
+        (lambda: p.change_pulse(length_ms=20), DatalogStatus.PULSE_LENGTH_CHANGED),
+        (lambda: p.clock_change(120), DatalogStatus.CLOCK_CHANGED),
+    ]
+    t = START
+    expected = {1: DatalogStatus.CT_RATIO_CHANGED}  # the commissioning entry: row 1
+    for change, bit in changes:
+        p.advance_to(t)
+        change()
+        expected[p.logbook_count] = bit
+        t += IV
+    p.advance_to(t + IV)
+    for n, bit in expected.items():
+        entry = p.logbook_entry(n)
+        assert p.row(entry.datalog_index).status == bit, (n, bit)

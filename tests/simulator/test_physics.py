@@ -220,3 +220,13 @@ def test_each_phase_voltage_has_its_own_variation():
         assert cov / norm < 0.9
     for col in u:
         assert 2200 < sum(col) / len(col) < 2400  # around 230 V
+
+
+def test_rows_keep_the_values_measured_when_they_were_written():
+    p = physics(seed=3, history_days=10)
+    p.advance_to(START + 1800)
+    recent, deep = p.row(p.last_index), p.row(1)
+    p.load_override = 5000.0  # a load step now must not rewrite the record
+    p.advance_to(START + 2700)
+    assert p.row(recent.index) == recent and p.row(1) == deep
+    assert p.row(p.last_index).raw[8] == 5000  # column 13, active power L123 [W]
