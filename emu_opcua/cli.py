@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("emu_opcua.opcua.serve", "run the OPC UA server (demo meters when no config is given)"),
     "simulate": ("emu_opcua.simulator.cli", "emulate one or many meters (HTTP + Modbus TCP)"),
     "probe": ("emu_opcua.probe", "check one meter: status, live values, datalog, cross-check"),
+    "hash-password": ("emu_opcua.opcua.security", "print a password hash for [[users]] password_hash"),
 }
 
 
