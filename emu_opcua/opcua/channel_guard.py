@@ -177,21 +177,34 @@ class GuardedUaProcessor(UaProcessor):
             self._opening = (algohdr, seqhdr, body)
 
     async def process(self, header: Any, body: Any) -> bool:
-        keep = await super().process(header, body)
+        opening = header.MessageType == ua.MessageType.SecureOpen and not self._connection.is_open()
+        try:
+            keep = await super().process(header, body)
+        except ua.UaError as exc:
+            if not opening:
+                raise
+            # asyncua raises "No matching policy" and leaves the client waiting for an answer
+            return self._refuse_channel(ua.StatusCodes.BadSecurityPolicyRejected, exc)
         if self._opening is None:
             return keep
         algohdr, seqhdr, request = self._opening
         self._opening = None
         try:
             await self._guard.check_channel_certificate(self._connection.security_policy)
+            super().open_secure_channel(algohdr, seqhdr, request)
         except ServiceError as exc:
-            self._guard.counters.security_rejected_requests += 1
-            status = ua.StatusCode(exc.code)
-            log.warning("secure channel from %s refused: %s", self.name, status.name)
-            self._transport.write(uatcp_to_binary(ua.MessageType.Error, ua.ErrorMessage(status, status.name)))
-            return False
-        super().open_secure_channel(algohdr, seqhdr, request)
+            return self._refuse_channel(exc.code, exc)
+        except ua.UaError as exc:  # the policy is configured, but not in this mode
+            return self._refuse_channel(ua.StatusCodes.BadSecurityModeRejected, exc)
         return keep
+
+    def _refuse_channel(self, code: int, why: Exception) -> bool:
+        """Answer OpenSecureChannel with an Error message; the connection is then closed."""
+        self._guard.counters.security_rejected_requests += 1
+        status = ua.StatusCode(code)
+        log.warning("secure channel from %s refused: %s (%s)", self.name, status.name, why)
+        self._transport.write(uatcp_to_binary(ua.MessageType.Error, ua.ErrorMessage(status, status.name)))
+        return False
 
     async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         guard = self._guard
