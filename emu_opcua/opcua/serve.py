@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -107,8 +108,8 @@ class GatewayServer:
         try:
             await self.server.start()
         except OSError as exc:  # port in use, address not on this machine, no permission
-            raise ListenError(f"cannot listen on {config.host}:{config.port}: "
-                              f"{exc.strerror or exc}") from None
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text names the address again
+            raise ListenError(f"cannot listen on {config.host}:{config.port}: {why}") from None
         self._tasks.append(asyncio.create_task(
             server_info.run_diagnostics(self.server, self.server.guard), name="server diagnostics"))
         for meter in config.meters:
