@@ -166,6 +166,7 @@ class GuardedUaProcessor(UaProcessor):
         super().__init__(iserver, transport, limits)
         self._guard = guard
         self._opening: tuple[Any, Any, Any] | None = None
+        self._channel_allowed = False  # set once: a channel keeps its policy and mode
 
     def open_secure_channel(self, algohdr: Any, seqhdr: Any, body: Any) -> None:
         # asyncua opens the channel and answers in this synchronous call; the certificate
@@ -209,9 +210,10 @@ class GuardedUaProcessor(UaProcessor):
     async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
         guard = self._guard
         policy = self._connection.security_policy
-        if typeid not in _DISCOVERY:
+        if not self._channel_allowed and typeid not in _DISCOVERY:
             try:
                 guard.refuse_channel(policy)
+                self._channel_allowed = True
             except ServiceError:
                 if typeid in (_CREATE_SESSION, _ACTIVATE_SESSION):
                     guard.counters.security_rejected_sessions += 1

@@ -137,7 +137,9 @@ _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostname
                 "security_policies", "allow_anonymous", "trust_all_clients", "max_sessions",
                 "max_subscriptions", "max_monitored_items", "max_browse_continuation_points",
                 "max_history_continuation_points", "shutdown_grace"}
-_LIMITS = {"max_sessions": (1, 10_000), "max_subscriptions": (1, 100_000),
+# max_sessions: asyncua refuses more than 1000 activated sessions itself
+# (InternalSession.max_connections), so more cannot be promised
+_LIMITS = {"max_sessions": (1, 1000), "max_subscriptions": (1, 100_000),
            "max_monitored_items": (1, 10_000_000), "max_browse_continuation_points": (1, 10_000),
            "max_history_continuation_points": (1, 10_000)}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",

@@ -232,5 +232,9 @@ def test_asyncua_internals_the_guard_builds_on():
     # sessions are counted in asyncua's registry of external sessions
     assert "self._external_sessions[session.auth_token] = session" in inspect.getsource(
         asyncua.server.internal_server.InternalServer.register_external_session)
+    # asyncua's own cap on activated sessions, which config.py's max_sessions range respects
+    from asyncua.server.internal_session import InternalSession
+
+    assert InternalSession.max_connections == 1000
     digest = hashlib.sha256(source.encode()).hexdigest()
     assert digest == SERVER_START_SHA256, digest

@@ -172,7 +172,7 @@ def test_server_limits_and_shutdown_grace():
 
 
 @pytest.mark.parametrize("line, message", [
-    ("max_sessions = 0", "server: max_sessions: must be 1-10000, got 0"),
+    ("max_sessions = 0", "server: max_sessions: must be 1-1000, got 0"),
     ("max_monitored_items = true", "server: max_monitored_items: must be 1-10000000, got True"),
     ("shutdown_grace = -1", "server: shutdown_grace: must be 0-3600 seconds, got -1"),
 ])

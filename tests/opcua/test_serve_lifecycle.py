@@ -67,7 +67,7 @@ def test_configuration_error_goes_to_stderr(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.strip() == "emu-opcua: configuration error: " \
-        f"{config}: server: max_sessions: must be 1-10000, got 0"
+        f"{config}: server: max_sessions: must be 1-1000, got 0"
 
 
 async def test_sigterm_is_announced_for_the_grace_period(tmp_path):
