@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +99,26 @@ async def test_none_channel_gets_endpoints_but_no_session(tmp_path, reader):
             client.disconnect_socket()
 
 
+async def test_a_secured_session_cannot_be_taken_over_from_a_none_channel(tmp_path, client_cert):
+    # OPC 10000-4 6.7: a session may be re-activated on a new channel; not on an unconfigured one
+    config = config_for(tmp_path, ("Basic256Sha256_SignAndEncrypt",), trust_all_clients=True)
+    async with GatewayServer(config) as gateway:
+        owner = await secured_client(gateway, client_cert)
+        async with owner:
+            intruder = Client(config.endpoint, timeout=10)
+            await open_channel(intruder)
+            try:
+                intruder.uaclient.protocol.authentication_token = owner.uaclient.protocol.authentication_token
+                with pytest.raises(ua.UaStatusCodeError) as info:
+                    await intruder.uaclient.activate_session(ua.ActivateSessionParameters(
+                        UserIdentityToken=ua.AnonymousIdentityToken(PolicyId="anonymous")))
+                assert info.value.code == ua.StatusCodes.BadSecurityPolicyRejected
+            finally:
+                await intruder.close_secure_channel()
+                intruder.disconnect_socket()
+            assert await owner.nodes.server_state.read_value() == ua.ServerState.Running
+
+
 async def test_sign_channel_refused_where_only_sign_and_encrypt_is_configured(tmp_path, client_cert):
     config = config_for(tmp_path, ("Basic256Sha256_SignAndEncrypt",), trust_all_clients=True)
     async with GatewayServer(config) as gateway:
@@ -120,15 +139,11 @@ async def test_clear_text_password_refused_where_the_token_policy_demands_encryp
     config = config_for(tmp_path, ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"),
                         anonymous=False, users=[reader], trust_all_clients=True)
     async with GatewayServer(config) as gateway:
-        def make():
-            if mode == "None":
-                return Client(config.endpoint, timeout=10)
-            return secured_client(gateway, client_cert, mode=ua.MessageSecurityMode.Sign)
-
         for clear_text in (False, True):
-            client = make()
-            if not isinstance(client, Client):
-                client = await client
+            if mode == "None":
+                client = Client(config.endpoint, timeout=10)
+            else:
+                client = await secured_client(gateway, client_cert, mode=ua.MessageSecurityMode.Sign)
             client.set_user("bob")
             client.set_password("bob-pw")
             if clear_text:

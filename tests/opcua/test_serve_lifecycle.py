@@ -120,3 +120,22 @@ def test_hash_password_refuses_an_empty_one(tmp_path):
                           capture_output=True, text=True, timeout=60, env=ENV)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("emu-opcua hash-password:")
+
+
+def test_second_signal_cuts_the_grace_period_short(tmp_path):
+    config = write_config(tmp_path, free_port(), extra="shutdown_grace = 600")
+    proc = subprocess.Popen([sys.executable, "-m", "emu_opcua", "serve", "--config", str(config)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        for needle, then in (("serving 0 meter(s)", signal.SIGTERM), ("stopping in 600 s", signal.SIGINT)):
+            line = ""
+            while needle not in line:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read()
+            proc.send_signal(then)
+        out, err = proc.communicate(timeout=60)  # far less than the 600 s announced
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping\n" in out and "Traceback" not in out + err
