@@ -26,12 +26,12 @@ import logging
 from typing import Any
 
 from asyncua import Server, ua
-from asyncua.common.utils import ServiceError
+from asyncua.common.utils import Buffer, ServiceError
 from asyncua.crypto import security_policies
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.uaprocessor import UaProcessor
-from asyncua.ua.ua_binary import struct_from_binary, uatcp_to_binary
+from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, uatcp_to_binary
 from cryptography import x509
 
 from emu_opcua.opcua.security import CHANNEL_POLICY_URI, NONE_POLICY_URI
@@ -152,11 +152,8 @@ class SessionGuard:
         return sum(len(sub.monitored_item_srv._monitored_items)
                    for sub in self.iserver.subscription_service.subscriptions.values())
 
-    def admit_monitored_items(self, body: Any) -> None:
-        params = struct_from_binary(ua.CreateMonitoredItemsParameters, body)
-        if self.monitored_items() + len(params.ItemsToCreate) > self.max_monitored_items:
-            self.counters.rejected_requests += 1
-            raise ServiceError(ua.StatusCodes.BadTooManyMonitoredItems)
+    def monitored_item_room(self) -> int:
+        return max(0, self.max_monitored_items - self.monitored_items())
 
 
 class GuardedUaProcessor(UaProcessor):
@@ -167,6 +164,16 @@ class GuardedUaProcessor(UaProcessor):
         self._guard = guard
         self._opening: tuple[Any, Any, Any] | None = None
         self._channel_allowed = False  # set once: a channel keeps its policy and mode
+        self._refused_items = 0  # monitored items the next CreateMonitoredItemsResponse refuses
+
+    def send_response(self, requesthandle: Any, seqhdr: Any, response: Any,
+                      msgtype: ua.MessageType = ua.MessageType.SecureMessage) -> None:
+        if self._refused_items and isinstance(response, ua.CreateMonitoredItemsResponse):
+            response.Results.extend(
+                ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(ua.StatusCodes.BadTooManyMonitoredItems))
+                for _ in range(self._refused_items))
+            self._refused_items = 0
+        super().send_response(requesthandle, seqhdr, response, msgtype)
 
     def open_secure_channel(self, algohdr: Any, seqhdr: Any, body: Any) -> None:
         # asyncua opens the channel and answers in this synchronous call; the certificate
@@ -231,12 +238,21 @@ class GuardedUaProcessor(UaProcessor):
         elif typeid == _ACTIVATE_SESSION:
             guard.check_identity_token(policy, body.copy())
         elif typeid == _CREATE_MONITORED_ITEMS and self.session is not None:
-            guard.admit_monitored_items(body.copy())
+            params = struct_from_binary(ua.CreateMonitoredItemsParameters, body.copy())
+            room = guard.monitored_item_room()
+            if len(params.ItemsToCreate) > room:
+                # the items beyond the limit get BadTooManyMonitoredItems each (an
+                # operation-level result, OPC 10000-4 5.13.2.4); asyncua creates the rest
+                self._refused_items = len(params.ItemsToCreate) - room
+                guard.counters.rejected_requests += 1
+                params.ItemsToCreate = params.ItemsToCreate[:room]
+                body = Buffer(struct_to_binary(params))
         token = CHANNEL_POLICY_URI.set(policy.URI)
         try:
             result = await super()._process_message(typeid, requesthdr, seqhdr, body)
         finally:
             CHANNEL_POLICY_URI.reset(token)
+            self._refused_items = 0  # a request that failed sent no CreateMonitoredItemsResponse
         if typeid == _CREATE_SUBSCRIPTION:
             guard.counters.cumulated_subscriptions += 1
         return result

@@ -213,10 +213,19 @@ async def test_max_subscriptions_and_monitored_items(tmp_path):
             nodes = [client.get_node(ua.NodeId(i)) for i in (
                 ua.ObjectIds.Server_ServerStatus_State, ua.ObjectIds.Server_ServerStatus_StartTime,
                 ua.ObjectIds.Server_ServerStatus_BuildInfo_ProductName)]
-            await sub.subscribe_data_change(nodes)
+            first = await sub.subscribe_data_change(nodes[:2])
+            assert all(isinstance(h, int) for h in first)
+            # one more fits, the second of this call does not: refused alone (operation level)
+            more = await sub.subscribe_data_change(
+                [nodes[2], client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime))])
+            assert isinstance(more[0], int)
+            assert isinstance(more[1], ua.StatusCode) and more[1].value == ua.StatusCodes.BadTooManyMonitoredItems
             with pytest.raises(ua.UaStatusCodeError) as info:
                 await sub.subscribe_data_change(client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)))
             assert info.value.code == ua.StatusCodes.BadTooManyMonitoredItems
+            await sub.unsubscribe(first[0])  # room for one again
+            assert isinstance(await sub.subscribe_data_change(
+                client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime))), int)
             with pytest.raises(ua.UaStatusCodeError) as info:
                 await client.create_subscription(100, None)
             assert info.value.code == ua.StatusCodes.BadTooManySubscriptions
