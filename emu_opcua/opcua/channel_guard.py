@@ -23,6 +23,7 @@ version is bounded in pyproject.toml).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from asyncua import Server, ua
@@ -30,6 +31,7 @@ from asyncua.common.utils import Buffer, ServiceError
 from asyncua.crypto import security_policies
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.internal_session import SessionState
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary, uatcp_to_binary
 from cryptography import x509
@@ -66,6 +68,7 @@ class SessionCounters:
         self.security_rejected_sessions = 0
         self.rejected_sessions = 0
         self.session_aborts = 0
+        self.session_timeouts = 0
         self.cumulated_subscriptions = 0
         self.security_rejected_requests = 0
         self.rejected_requests = 0
@@ -259,8 +262,14 @@ class GuardedUaProcessor(UaProcessor):
 
     async def close(self) -> None:
         session = self.session
-        if session is not None and session.is_activated() and not self._closing:
-            self._guard.counters.session_aborts += 1  # the connection went without CloseSession
+        if session is not None and not self._closing and session.state is not SessionState.Created:
+            # without CloseSession: idle too long (asyncua's session or processor watchdog,
+            # whichever came first), or the connection went
+            idle = time.monotonic() - (self.session_last_activity or time.monotonic())
+            if session.session_timeout and idle > session.session_timeout:
+                self._guard.counters.session_timeouts += 1
+            elif session.is_activated():
+                self._guard.counters.session_aborts += 1
         await super().close()
 
 

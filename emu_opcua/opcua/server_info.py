@@ -93,7 +93,7 @@ def diagnostics_summary(server: Server, guard: SessionGuard) -> ua.ServerDiagnos
         CumulatedSessionCount=c.cumulated_sessions,
         SecurityRejectedSessionCount=c.security_rejected_sessions,
         RejectedSessionCount=c.rejected_sessions + c.security_rejected_sessions,
-        SessionTimeoutCount=0,  # asyncua closes idle sessions without telling: not counted
+        SessionTimeoutCount=c.session_timeouts,
         SessionAbortCount=c.session_aborts,
         CurrentSubscriptionCount=len(subscriptions),
         CumulatedSubscriptionCount=c.cumulated_subscriptions,

@@ -71,6 +71,31 @@ async def test_server_diagnostics_count_sessions_and_refusals(tmp_path):
                 assert await count.read_value() == 2
 
 
+async def test_session_timeouts_and_aborts_are_counted(tmp_path):
+    config = config_for(tmp_path, ("None",))
+    async with GatewayServer(config) as gateway:
+        idle = Client(config.endpoint, timeout=10)
+        idle.session_timeout = 1000  # asyncua revises it to its minimum, 5 s
+        await idle.connect_socket()
+        await idle.send_hello()
+        await idle.open_secure_channel()
+        await idle.create_session()
+        await idle.activate_session()
+        gone = Client(config.endpoint, timeout=10)
+        await gone.connect()
+        gone.disconnect_socket()  # no CloseSession
+        counters = gateway.server.guard.counters
+        deadline = asyncio.get_running_loop().time() + 15
+        while (counters.session_timeouts, counters.session_aborts) != (1, 1) and \
+                asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        idle.disconnect_socket()
+        await asyncio.sleep(1.5)  # one diagnostics refresh
+        async with Client(config.endpoint, timeout=10) as client:
+            summary = await node(client, "Server_ServerDiagnostics_ServerDiagnosticsSummary").read_value()
+        assert (summary.SessionTimeoutCount, summary.SessionAbortCount) == (1, 1)
+
+
 async def test_shutdown_is_announced_in_server_status(tmp_path):
     config = config_for(tmp_path, ("None",))
     async with GatewayServer(config) as gateway:
