@@ -118,8 +118,9 @@ class SessionGuard:
     def live_sessions(self) -> int:
         return len(self.iserver._external_sessions)
 
-    def admit_session(self) -> None:
-        if self.live_sessions() >= self.max_sessions:
+    def admit_session(self, *, replacing: bool = False) -> None:
+        """``replacing``: the channel's current session is closed for the new one."""
+        if self.live_sessions() - replacing >= self.max_sessions:
             self.counters.rejected_sessions += 1
             log.warning("CreateSession refused: %d sessions open (max_sessions)", self.max_sessions)
             raise ServiceError(ua.StatusCodes.BadTooManySessions)
@@ -232,12 +233,14 @@ class GuardedUaProcessor(UaProcessor):
                             policy.URI.rsplit("#", 1)[-1], policy.Mode.name)
                 raise
         if typeid == _CREATE_SESSION:
+            guard.admit_session(replacing=self.session is not None)
             if self.session is not None:
                 # asyncua serves one session per channel: a second CreateSession would
                 # orphan the first for good (never timed out, still counted).
+                if self._session_watchdog_task is not None:
+                    self._session_watchdog_task.cancel()  # asyncua starts one per CreateSession
                 await self.session.close_session(True)
                 self.session = None
-            guard.admit_session()
         elif typeid == _ACTIVATE_SESSION:
             guard.check_identity_token(policy, body.copy())
         elif typeid == _CREATE_MONITORED_ITEMS and self.session is not None:
