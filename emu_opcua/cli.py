@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("emu_opcua.simulator.cli", "emulate one or many meters (HTTP + Modbus TCP)"),
     "probe": ("emu_opcua.probe", "check one meter: status, live values, datalog, cross-check"),
     "firmware": ("emu_opcua.firmware.cli", "update the meters' TCP module firmware (list, update, confirm, erase)"),
+    "hash-password": ("emu_opcua.opcua.security", "print a password hash for [[users]] password_hash"),
 }
 
 

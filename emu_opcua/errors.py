@@ -75,6 +75,10 @@ class ConfigError(EmuError):
     """A configuration or register-map file is invalid; the message names file and field."""
 
 
+class ListenError(EmuError):
+    """The OPC UA server cannot listen where configured (port in use, address not on this machine)."""
+
+
 # --- firmware ----------------------------------------------------------------------
 class FirmwareRejected(EmuError):
     """The meter rejected a firmware image, or the image is not a valid mcuboot image."""

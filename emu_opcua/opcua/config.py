@@ -82,6 +82,13 @@ class ServerConfig:
     users: tuple[UserConfig, ...] = ()
     meters: tuple[MeterConfig, ...] = ()
     source: str = "<config>"
+    # limits, enforced and published in Server/ServerCapabilities (opcua/server_info.py)
+    max_sessions: int = 100
+    max_subscriptions: int = 500  # over all sessions
+    max_monitored_items: int = 100_000  # over all subscriptions
+    max_browse_continuation_points: int = 10  # per session
+    max_history_continuation_points: int = 10  # per session
+    shutdown_grace: float = 5.0  # s ServerStatus announces the shutdown before connections close
 
     @property
     def endpoint(self) -> str:
@@ -92,6 +99,22 @@ class ServerConfig:
             if m.name == name:
                 return m
         raise KeyError(name)
+
+
+def config_warnings(config: ServerConfig) -> list[str]:
+    """Legal but probably unintended settings, one line each (``serve`` prints them)."""
+    warnings: list[str] = []
+    if not config.meters:
+        warnings.append(f"{config.source}: no [[meters]] configured: the server has nothing to serve")
+    seen: dict[tuple[str, int], str] = {}
+    for m in config.meters:
+        key = (m.host.lower(), m.http_port)
+        if key in seen:
+            warnings.append(f"{config.source}: meters {seen[key]!r} and {m.name!r} are both "
+                            f"{m.host}:{m.http_port}: the same meter twice?")
+        else:
+            seen[key] = m.name
+    return warnings
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -116,7 +139,14 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 
 
 _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostnames", "pki_dir",
-                "security_policies", "allow_anonymous", "trust_all_clients"}
+                "security_policies", "allow_anonymous", "trust_all_clients", "max_sessions",
+                "max_subscriptions", "max_monitored_items", "max_browse_continuation_points",
+                "max_history_continuation_points", "shutdown_grace"}
+# max_sessions: asyncua refuses more than 1000 activated sessions itself
+# (InternalSession.max_connections), so more cannot be promised
+_LIMITS = {"max_sessions": (1, 1000), "max_subscriptions": (1, 100_000),
+           "max_monitored_items": (1, 10_000_000), "max_browse_continuation_points": (1, 10_000),
+           "max_history_continuation_points": (1, 10_000)}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
@@ -231,6 +261,12 @@ class _Reader:
         out["security_policies"] = policies
         out["allow_anonymous"] = self.boolean(t, "allow_anonymous", where, True)
         out["trust_all_clients"] = self.boolean(t, "trust_all_clients", where, False)
+        for key, (lo, hi) in _LIMITS.items():
+            out[key] = self.integer(t, key, where, getattr(ServerConfig.__attrs_attrs__, key).default, lo, hi)
+        grace = t.get("shutdown_grace", ServerConfig.__attrs_attrs__.shutdown_grace.default)
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
+            raise self.fail(where, "shutdown_grace", f"must be 0-3600 seconds, got {_show(grace)}")
+        out["shutdown_grace"] = float(grace)
         return out
 
     def endpoint(self, value: Any, where: str) -> tuple[str, int]:
@@ -270,7 +306,7 @@ class _Reader:
             except ValueError as exc:
                 raise self.fail(where, "password_hash",
                                 f"{exc} (clear-text passwords are not accepted; "
-                                "make one with 'python -m emu_opcua.opcua.security')") from None
+                                "make one with 'emu-opcua hash-password')") from None
             role = t.get("role", "reader")
             if role not in ROLES:
                 raise self.fail(where, "role", f"must be one of {', '.join(ROLES)}, got {_show(role)}")

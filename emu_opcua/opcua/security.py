@@ -19,9 +19,8 @@ base64 salt and hash, compared in constant time; :func:`hash_password` makes the
 
 from __future__ import annotations
 
-import sys
-
 import base64
+import contextvars
 import datetime
 import hashlib
 import hmac
@@ -29,6 +28,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,29 +329,13 @@ def ensure_server_certificate(pki_dir: Path | str, application_uri: str, hostnam
     return paths
 
 
-_NONE_POLICY_URI = "http://opcfoundation.org/UA/SecurityPolicy#None"
+NONE_POLICY_URI = "http://opcfoundation.org/UA/SecurityPolicy#None"
 
-
-def _creating_session_on_none_channel(max_depth: int = 12) -> bool:
-    """True when the CreateSession being validated arrived on a SecurityPolicy None channel.
-
-    asyncua calls the certificate validator with the certificate only, not the channel it
-    came on; the channel is the ``UaProcessor`` a few frames up the (synchronously
-    nested) await chain. Looking it up there keeps the fix in our layer; when it cannot be
-    found the certificate is validated, so the lookup can only ever make us stricter.
-    """
-    from asyncua.server.uaprocessor import UaProcessor
-
-    frame = sys._getframe(1)
-    for _ in range(max_depth):
-        if frame is None:
-            return False
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, UaProcessor):
-            policy = getattr(getattr(candidate, "_connection", None), "security_policy", None)
-            return getattr(policy, "URI", None) == _NONE_POLICY_URI
-        frame = frame.f_back
-    return False
+#: The SecurityPolicy URI of the channel whose request is being processed; set by
+#: ``channel_guard.GuardedUaProcessor`` around each request, so that the certificate
+#: validator, which asyncua calls with the certificate only, knows the channel.
+CHANNEL_POLICY_URI: contextvars.ContextVar[str | None] = contextvars.ContextVar("channel_policy_uri",
+                                                                                 default=None)
 
 
 class ClientCertificateValidator:
@@ -364,10 +348,13 @@ class ClientCertificateValidator:
     OPTIONS = (CertificateValidatorOptions.TIME_RANGE | CertificateValidatorOptions.URI
                | CertificateValidatorOptions.TRUSTED | CertificateValidatorOptions.REVOKED
                | CertificateValidatorOptions.PEER_CLIENT)
+    #: when the channel opens: the client's ApplicationUri comes only with CreateSession
+    CHANNEL_OPTIONS = OPTIONS & ~CertificateValidatorOptions.URI
 
     def __init__(self, paths: PkiPaths) -> None:
         self.paths = paths
         self._validator = CertificateValidator(self.OPTIONS, TrustStore([paths.trusted], []))
+        self._channel_validator = CertificateValidator(self.CHANNEL_OPTIONS, TrustStore([paths.trusted], []))
         self._stamp: tuple | None = None
 
     def _folder_stamp(self) -> tuple:
@@ -382,10 +369,22 @@ class ClientCertificateValidator:
         if stamp:  # an empty store cannot be loaded; unloaded, it trusts nothing
             await store.load()
         self._validator = CertificateValidator(self.OPTIONS, store)
+        self._channel_validator = CertificateValidator(self.CHANNEL_OPTIONS, store)
         self._stamp = stamp
 
+    async def check_channel(self, cert: x509.Certificate) -> None:
+        """Validate the certificate of a client opening a secured channel (OPC 10000-4 5.5.2);
+        a refused one is copied to rejected/ like at CreateSession."""
+        await self._reload()
+        app = ua.ApplicationDescription(ApplicationType=ua.ApplicationType.Client)
+        try:
+            await self._channel_validator.validate(cert, app)
+        except Exception:
+            self._reject(cert, app)
+            raise
+
     async def __call__(self, cert: x509.Certificate, app_description: ua.ApplicationDescription) -> None:
-        if _creating_session_on_none_channel():
+        if CHANNEL_POLICY_URI.get() == NONE_POLICY_URI:
             # OPC 10000-4 5.6.2.2: without security the server ignores the client
             # certificate (node-opcua and UaExpert send one anyway). Refusing it would
             # lock such clients out of an endpoint the configuration allows.
@@ -407,7 +406,7 @@ class ClientCertificateValidator:
         except OSError as exc:
             log.warning("cannot store rejected certificate %s: %s", target, exc)
         log.warning("client certificate of %s (%s) refused; to allow it, move %s to %s",
-                    app_description.ApplicationUri, label, target, self.paths.trusted)
+                    app_description.ApplicationUri or "a client", label, target, self.paths.trusted)
 
 
 async def configure_security(server: Server, config: ServerConfig) -> PkiPaths:
@@ -431,25 +430,53 @@ async def configure_security(server: Server, config: ServerConfig) -> PkiPaths:
     server.set_identity_tokens(tokens)
     server.iserver.set_user_manager(EmuUserManager(config.users, allow_anonymous=config.allow_anonymous))
     if not config.trust_all_clients:
-        server.set_certificate_validator(ClientCertificateValidator(paths))
+        validator = ClientCertificateValidator(paths)
+        server.set_certificate_validator(validator)
+        guard = getattr(server, "guard", None)  # a channel_guard.GuardedServer
+        if guard is not None:
+            guard.certificate_check = validator.check_channel
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m emu_opcua.opcua.security``: prompt for a password, print its hash."""
-    import argparse
+def read_new_password(stdin: Any = None) -> str:
+    """The password to hash: asked twice on a terminal; the first line when piped
+    (``echo pw | emu-opcua hash-password``), with no prompt and no getpass warning."""
     import getpass
+
+    stdin = sys.stdin if stdin is None else stdin
+    if not stdin.isatty():
+        line = stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    password = getpass.getpass("password: ")
+    if password != getpass.getpass("again: "):
+        raise ValueError("the passwords differ")
+    return password
+
+
+def add_arguments(parser: Any) -> None:
+    """``emu-opcua hash-password``"""
+    parser.add_argument("--method", choices=("scrypt", "pbkdf2"), default="scrypt",
+                        help="hash function (default scrypt)")
+
+
+def run(args: Any) -> int:
+    try:
+        password = read_new_password()
+        print(hash_password(password, method=args.method))
+    except (ValueError, EOFError) as exc:
+        print(f"emu-opcua hash-password: {exc or 'no password given'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m emu_opcua.opcua.security``, as ``emu-opcua hash-password``."""
+    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m emu_opcua.opcua.security",
                                      description="print a password hash for [[users]] password_hash")
-    parser.add_argument("--method", choices=("scrypt", "pbkdf2"), default="scrypt")
-    args = parser.parse_args(argv)
-    password = getpass.getpass("password: ")
-    if password != getpass.getpass("again: "):
-        print("the passwords differ", file=__import__("sys").stderr)
-        return 1
-    print(hash_password(password, method=args.method))
-    return 0
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

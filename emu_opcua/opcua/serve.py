@@ -12,20 +12,23 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from pathlib import Path
 
+import sys
+
 import attrs
-from asyncua import Server
 
 from emu_opcua import argtypes
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
-from emu_opcua.errors import ConfigError
+from emu_opcua.errors import ConfigError, ListenError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization
-from emu_opcua.opcua.config import MeterConfig, ServerConfig, load_config
+from emu_opcua.opcua import localization, server_info
+from emu_opcua.opcua.channel_guard import GuardedServer
+from emu_opcua.opcua.config import MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
 from emu_opcua.opcua.security import configure_security
@@ -74,7 +77,7 @@ class GatewayServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.server = Server()
+        self.server = GuardedServer()
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
@@ -89,16 +92,26 @@ class GatewayServer:
         register_maps = {m.name: load_register_map(m) for m in config.meters}  # fail early
         await self.server.init()
         self.server.set_endpoint(config.endpoint)
+        server_info.prepare_identity(self.server)
+        server_info.apply_limits(self.server, self.server.guard, config)
         await configure_security(self.server, config)
         self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
-        localization.install(self.server, self.model)  # DisplayName/Description in each session's locale
+        # DisplayName/Description in each session's locale
+        localizer = localization.install(self.server, self.model)
+        await server_info.publish_identity(self.server, config, localizer.locales)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
         gc.freeze()
         self._gc_thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:  # port in use, address not on this machine, no permission
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's own text names the address again
+            raise ListenError(f"cannot listen on {config.host}:{config.port}: {why}") from None
+        self._tasks.append(asyncio.create_task(
+            server_info.run_diagnostics(self.server, self.server.guard), name="server diagnostics"))
         for meter in config.meters:
             publisher = MeterPublisher(self.server, self.model.meters[meter.name])
             http = MeterHttpClient(meter.host, meter.http_port, password=meter.password,
@@ -192,10 +205,15 @@ def _override(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
 
 async def serve(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: skip what is left of the grace period
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     async with contextlib.AsyncExitStack() as stack:
         if args.config is not None:
             config = load_config(args.config)
@@ -210,9 +228,15 @@ async def serve(args: argparse.Namespace) -> int:
             config = ServerConfig(meters=meters, pki_dir=Path("pki"))
             print(f"demo: {len(meters)} simulated meter(s); pass --config FILE to serve real meters")
         config = _override(config, args)
-        await stack.enter_async_context(GatewayServer(config))
+        for warning in config_warnings(config):
+            print(f"emu-opcua: warning: {warning}", file=sys.stderr, flush=True)
+        gateway = await stack.enter_async_context(GatewayServer(config))
         print(f"emu-opcua serving {len(config.meters)} meter(s) at {config.endpoint}  (Ctrl-C stops)", flush=True)
         await stop.wait()
+        if config.shutdown_grace > 0:
+            print(f"stopping in {config.shutdown_grace:g} s (clients are told; again: stop now)", flush=True)
+            await server_info.announce_shutdown(gateway.server, config.shutdown_grace,
+                                                "the server is being stopped", cut_short=hurry)
         print("stopping", flush=True)
     return 0
 
@@ -221,5 +245,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(serve(args))
     except ConfigError as exc:
-        print(f"emu-opcua: configuration error: {exc}")
+        print(f"emu-opcua: configuration error: {exc}", file=sys.stderr)
         return 2
+    except ListenError as exc:
+        print(f"emu-opcua: {exc}", file=sys.stderr)
+        return 1

@@ -156,3 +156,37 @@ def test_register_map_relative_to_config_file(tmp_path):
 def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="missing.toml: cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+# --- server limits, shutdown grace, warnings -------------------------------------------------
+def test_server_limits_and_shutdown_grace():
+    default = parse("")
+    assert (default.max_sessions, default.max_subscriptions, default.max_monitored_items,
+            default.max_browse_continuation_points, default.max_history_continuation_points,
+            default.shutdown_grace) == (100, 500, 100_000, 10, 10, 5.0)
+    config = parse("[server]\nmax_sessions = 3\nmax_subscriptions = 4\nmax_monitored_items = 5\n"
+                   "max_browse_continuation_points = 6\nmax_history_continuation_points = 7\nshutdown_grace = 0\n")
+    assert (config.max_sessions, config.max_subscriptions, config.max_monitored_items,
+            config.max_browse_continuation_points, config.max_history_continuation_points,
+            config.shutdown_grace) == (3, 4, 5, 6, 7, 0.0)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("max_sessions = 0", "server: max_sessions: must be 1-1000, got 0"),
+    ("max_monitored_items = true", "server: max_monitored_items: must be 1-10000000, got True"),
+    ("shutdown_grace = -1", "server: shutdown_grace: must be 0-3600 seconds, got -1"),
+])
+def test_bad_server_limits(line, message):
+    with pytest.raises(ConfigError) as info:
+        parse(f"[server]\n{line}\n")
+    assert str(info.value) == f"meters.toml: {message}"
+
+
+def test_config_warnings():
+    from emu_opcua.opcua.config import config_warnings
+
+    assert config_warnings(parse("")) == ["meters.toml: no [[meters]] configured: the server has nothing to serve"]
+    twice = parse('[[meters]]\nname = "a"\nhost = "192.0.2.5"\n[[meters]]\nname = "b"\nhost = "192.0.2.5"\n'
+                  '[[meters]]\nname = "c"\nhost = "192.0.2.5"\nhttp_port = 8080\n')
+    assert config_warnings(twice) == ["meters.toml: meters 'a' and 'b' are both 192.0.2.5:80: the same meter twice?"]
+    assert config_warnings(load_config(EXAMPLE, environ={"EMU_METER_PASSWORD": "pw"})) == []

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from emu_opcua.opcua import security
+from emu_opcua.opcua.channel_guard import GuardedServer
 from emu_opcua.opcua.config import parse_config
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.security import (
@@ -105,7 +106,7 @@ host = "192.0.2.21"
 
 
 async def start(config):
-    server = Server()
+    server = GuardedServer()
     await server.init()
     server.disable_clock()
     server.set_endpoint(config.endpoint)
@@ -216,7 +217,7 @@ async def test_untrusted_client_is_rejected_then_trusted(tmp_path, hashes, clien
 async def test_policies_offered_are_the_configured_ones(tmp_path, hashes):
     config = make_config(tmp_path, hashes, anonymous=True,
                          policies=["None", "Aes256_Sha256_RsaPss_SignAndEncrypt"])
-    server = Server()
+    server = GuardedServer()
     await server.init()
     server.set_endpoint(config.endpoint)
     await configure_security(server, config)
