@@ -77,6 +77,7 @@ class ServerConfig:
     users: tuple[UserConfig, ...] = ()
     meters: tuple[MeterConfig, ...] = ()
     source: str = "<config>"
+    max_browse_continuation_points: int = 10  # per session (Browse / BrowseNext)
 
     @property
     def endpoint(self) -> str:

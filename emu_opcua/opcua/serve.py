@@ -16,7 +16,6 @@ import signal
 from pathlib import Path
 
 import attrs
-from asyncua import Server
 
 from emu_opcua import argtypes
 from emu_opcua.clients.http import MeterHttpClient
@@ -24,8 +23,9 @@ from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization
+from emu_opcua.opcua import localization, services
 from emu_opcua.opcua.config import MeterConfig, ServerConfig, load_config
+from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
 from emu_opcua.opcua.security import configure_security
@@ -74,7 +74,10 @@ class GatewayServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.server = Server()
+        #: asyncua's Server with our Read/Write/Browse/BrowseNext/Call (services.py)
+        self.server = services.OpcUaServer()
+        #: every method clients may call; register more before start() (methods.py)
+        self.methods = MethodRegistry()
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
@@ -90,8 +93,13 @@ class GatewayServer:
         await self.server.init()
         self.server.set_endpoint(config.endpoint)
         await configure_security(self.server, config)
+        SubscriptionMethods(self.server.iserver.subscription_service).register(self.methods)
+        self.services = services.Services(
+            services.ServiceSettings(max_browse_continuation_points=config.max_browse_continuation_points),
+            self.methods)
+        await services.install(self.server, self.services)  # before the model: marks ns0's methods
         self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
-        localization.install(self.server, self.model)  # DisplayName/Description in each session's locale
+        localization.install(self.server, self.model, self.services)  # DisplayName/Description in each session's locale
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
