@@ -14,8 +14,12 @@ asyncua 2.1 answers these services, but not as the specification says:
 - **Read** ignores TimestampsToReturn and MaxAge. Here the Value attribute's timestamps
   are those asked for (Source, Server, Both, Neither), an invalid enum is
   BadTimestampsToReturnInvalid, a negative MaxAge BadMaxAgeInvalid (any other MaxAge is
-  accepted: the values are the newest the pollers have). UserAccessLevel, UserWriteMask
-  and UserExecutable are answered for the session's role (and channel, for methods).
+  accepted: the values are the newest the pollers have). UserAccessLevel, UserWriteMask,
+  UserExecutable and Executable are answered for the session's role (and channel, for
+  methods). The timestamps are chosen where the response is encoded
+  (:func:`encode_read_response`): the stored DataValues are shared with subscriptions
+  and other sessions, and copying each to drop a timestamp cost more (~0.6 µs a value)
+  than encoding it ourselves saves (~40 % of asyncua's ~6 µs a value).
 - **Browse** ignores requestedMaxReferencesPerNode and never hands out continuation
   points; BrowseNext is not dispatched at all (BadServiceUnsupported). Here a node with
   more references than asked for returns that many and a continuation point; points are
@@ -29,22 +33,24 @@ The seams (no asyncua module is patched):
 - :class:`ServiceSession`, an ``InternalSession`` subclass, holds these services and the
   session's continuation points; ``localization.LocalizedSession`` builds on it.
 - :class:`ServiceProcessor`, a ``UaProcessor`` subclass (one per client connection),
-  dispatches BrowseNext and tells the session which secure channel each request came on
-  (the method seam needs its security mode, asyncua does not pass it on).
+  dispatches BrowseNext and Read (to encode its response) after the checks asyncua makes
+  for every session service, and tells the session which secure channel each request
+  came on (the method seam needs its security mode, asyncua does not pass it on).
 - :class:`OpcUaServer`, an asyncua ``Server`` whose listening socket makes
   :class:`ServiceProcessor` s: asyncua names its ``UaProcessor`` and ``BinaryServer``
   inline, so :meth:`OpcUaServer.start` is asyncua 2.1's ``Server.start`` with our
   ``BinaryServer`` (pinned by ``tests/opcua/test_services.py``).
 
-Hot path: a Read costs one loop over its items comparing the AttributeId; a Value whose
-timestamps are to be dropped is answered by a new DataValue (the stored one is shared
-with subscriptions and never changed).
+Hot path: a Read costs, beyond asyncua's, one AttributeId look-up per item (the
+per-session attributes); its encoding is cheaper than asyncua's (bench figures in the
+commit message of this module).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -56,7 +62,7 @@ from asyncua.crypto import uacrypto
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
-from asyncua.ua.ua_binary import struct_from_binary
+from asyncua.ua.ua_binary import Primitives, struct_from_binary, struct_to_binary, variant_to_binary
 
 from emu_opcua.opcua.security import Role, may_write, role_of
 
@@ -152,25 +158,72 @@ def write_refusal(session: InternalSession, item: ua.WriteValue, role: Role) -> 
 
 # --- Read -----------------------------------------------------------------------------------
 _TTR = ua.TimestampsToReturn
-#: TimestampsToReturn -> (drop SourceTimestamp, drop ServerTimestamp); Both is absent
-_TIMESTAMPS_DROPPED: dict[int, tuple[bool, bool]] = {
-    _TTR.Source: (False, True), _TTR.Server: (True, False), _TTR.Neither: (True, True)}
 _VALID_TIMESTAMPS = frozenset({_TTR.Source, _TTR.Server, _TTR.Both, _TTR.Neither})
+#: TimestampsToReturn -> (keep SourceTimestamp, keep ServerTimestamp)
+_TIMESTAMPS_KEPT: dict[int, tuple[bool, bool]] = {
+    _TTR.Source: (True, False), _TTR.Server: (False, True), _TTR.Both: (True, True), _TTR.Neither: (False, False)}
 #: attributes answered per session (Executable too: a method is executable when registered)
 _USER_ATTRIBUTES = frozenset({_USER_ACCESS_LEVEL, _USER_WRITE_MASK, _USER_EXECUTABLE, _EXECUTABLE})
-_DataValue = ua.DataValue
-
-
-def _timestamps(dv: ua.DataValue, drop_source: bool, drop_server: bool) -> ua.DataValue:
-    if (drop_source and dv.SourceTimestamp is not None) or (drop_server and dv.ServerTimestamp is not None):
-        return _DataValue(dv.Value, dv.StatusCode,
-                          None if drop_source else dv.SourceTimestamp, None if drop_server else dv.ServerTimestamp,
-                          None if drop_source else dv.SourcePicoseconds, None if drop_server else dv.ServerPicoseconds)
-    return dv
-
-
 _FALSE = ua.DataValue(ua.Variant(False, ua.VariantType.Boolean))
 _TRUE = ua.DataValue(ua.Variant(True, ua.VariantType.Boolean))
+
+_pack_datetime = Primitives.DateTime.pack
+_pack_uint32 = struct.Struct("<I").pack
+_pack_int32 = struct.Struct("<i").pack
+_pack_uint16 = struct.Struct("<H").pack
+_MASKS = [bytes((mask,)) for mask in range(64)]
+
+
+def encode_data_value(dv: ua.DataValue, keep_source: bool = True, keep_server: bool = True) -> bytes:
+    """A DataValue in UA binary (OPC 10000-6 5.2.2.17), with only the timestamps kept.
+
+    Byte for byte asyncua's encoding when both are kept and no picoseconds are set (its
+    generic serializer puts picoseconds after both timestamps; the standard's order is
+    each timestamp followed by its picoseconds, as here). ~40 % less CPU than asyncua's.
+    """
+    mask = 0
+    parts = [b""]
+    value = dv.Value
+    if value is not None:
+        mask = 0x01
+        parts.append(variant_to_binary(value))
+    status = dv.StatusCode
+    if status is not None:
+        mask |= 0x02
+        parts.append(_pack_uint32(status.value))
+    if keep_source:
+        if (t := dv.SourceTimestamp) is not None:
+            mask |= 0x04
+            parts.append(_pack_datetime(t))
+        if (p := dv.SourcePicoseconds) is not None:
+            mask |= 0x10
+            parts.append(_pack_uint16(p))
+    if keep_server:
+        if (t := dv.ServerTimestamp) is not None:
+            mask |= 0x08
+            parts.append(_pack_datetime(t))
+        if (p := dv.ServerPicoseconds) is not None:
+            mask |= 0x20
+            parts.append(_pack_uint16(p))
+    parts[0] = _MASKS[mask]
+    return b"".join(parts)
+
+
+def encode_read_response(request_handle: int, nodes: Sequence[ua.ReadValueId], results: Sequence[ua.DataValue],
+                         timestamps: ua.TimestampsToReturn) -> bytes:
+    """A ReadResponse with the Value attributes' timestamps chosen by ``timestamps``.
+
+    The header comes from asyncua's encoder (a response without results ends in two
+    empty arrays, Results and DiagnosticInfos); the results are encoded here.
+    """
+    response = ua.ReadResponse()
+    response.ResponseHeader.RequestHandle = request_handle
+    empty = struct_to_binary(response)
+    keep_source, keep_server = _TIMESTAMPS_KEPT[timestamps]
+    value = _VALUE
+    encoded = [encode_data_value(dv, keep_source, keep_server) if item.AttributeId == value else encode_data_value(dv)
+               for item, dv in zip(nodes, results)]
+    return b"".join((empty[:-8], _pack_int32(len(encoded)), *encoded, empty[-4:]))
 
 
 # --- Browse ---------------------------------------------------------------------------------
@@ -215,15 +268,12 @@ class ServiceSession(InternalSession):
         if not nodes:
             raise ServiceError(ua.StatusCodes.BadNothingToDo)
         results = await super().read(params)
-        dropped = _TIMESTAMPS_DROPPED.get(params.TimestampsToReturn)
+        # (the timestamps asked for are chosen where the response is encoded:
+        # ServiceProcessor, encode_read_response)
         user_attributes = _USER_ATTRIBUTES
         for i, item in enumerate(nodes):
-            attr = item.AttributeId
-            if attr == _VALUE:
-                if dropped is not None:
-                    results[i] = _timestamps(results[i], *dropped)
-            elif attr in user_attributes:
-                results[i] = self._user_attribute(item.NodeId, attr, results[i])
+            if item.AttributeId in user_attributes:
+                results[i] = self._user_attribute(item.NodeId, item.AttributeId, results[i])
         return results
 
     def _user_attribute(self, node_id: ua.NodeId, attr: int, dv: ua.DataValue) -> ua.DataValue:
@@ -338,23 +388,14 @@ class ServiceProcessor(UaProcessor):
         session = self.session
         if isinstance(session, ServiceSession):
             session.channel = self.channel_security()
+        if typeid == _READ:
+            return await self._read(self._checked_session(typeid, body), requesthdr, seqhdr, body)
         if typeid == _BROWSE_NEXT:
-            return await self._browse_next(typeid, requesthdr, seqhdr, body)
-        if typeid != _READ:
-            return await super()._process_message(typeid, requesthdr, seqhdr, body)
-        start = body.copy()
-        try:
-            return await super()._process_message(typeid, requesthdr, seqhdr, body)
-        except ValueError:
-            # asyncua cannot decode a TimestampsToReturn outside the enum (OPC 10000-4 5.11.2.2)
-            start.skip(_MAX_AGE_SIZE)
-            if int.from_bytes(start.read(4), "little", signed=True) not in _VALID_TIMESTAMPS:
-                raise ServiceError(ua.StatusCodes.BadTimestampsToReturnInvalid) from None
-            raise
+            return await self._browse_next(self._checked_session(typeid, body), requesthdr, seqhdr, body)
+        return await super()._process_message(typeid, requesthdr, seqhdr, body)
 
-    async def _browse_next(self, typeid: ua.NodeId, requesthdr: ua.RequestHeader, seqhdr: Any,
-                           body: Buffer) -> bool:
-        # the checks asyncua makes before every session service (UaProcessor._process_message)
+    def _checked_session(self, typeid: ua.NodeId, body: Buffer) -> InternalSession:
+        """The checks asyncua makes before every session service (UaProcessor._process_message)."""
         session = self.session
         if session is None:
             raise ua.uaerrors.BadUserAccessDenied
@@ -365,6 +406,29 @@ class ServiceProcessor(UaProcessor):
         session.touch()
         if not session.is_activated():
             raise ServiceError(ua.StatusCodes.BadSessionNotActivated)
+        return session
+
+    async def _read(self, session: InternalSession, requesthdr: ua.RequestHeader, seqhdr: Any, body: Buffer) -> bool:
+        start = body.copy()
+        try:
+            params = struct_from_binary(ua.ReadParameters, body)
+        except ValueError:
+            # asyncua cannot decode a TimestampsToReturn outside the enum (OPC 10000-4 5.11.2.2)
+            start.skip(_MAX_AGE_SIZE)
+            if int.from_bytes(start.read(4), "little", signed=True) not in _VALID_TIMESTAMPS:
+                raise ServiceError(ua.StatusCodes.BadTimestampsToReturnInvalid) from None
+            raise
+        results = await session.read(params)
+        if params.TimestampsToReturn not in _VALID_TIMESTAMPS:  # a session that did not check
+            raise ServiceError(ua.StatusCodes.BadTimestampsToReturnInvalid)
+        data = encode_read_response(requesthdr.RequestHandle, params.NodesToRead, results, params.TimestampsToReturn)
+        # UaProcessor.send_response, with the response already encoded
+        self._transport.write(self._connection.message_to_binary(
+            data, message_type=ua.MessageType.SecureMessage, request_id=seqhdr.RequestId))
+        return True
+
+    async def _browse_next(self, session: InternalSession, requesthdr: ua.RequestHeader, seqhdr: Any,
+                           body: Buffer) -> bool:
         params = struct_from_binary(ua.BrowseNextParameters, body)
         response = ua.BrowseNextResponse()
         response.Parameters.Results = await session.browse_next(params)

@@ -7,6 +7,7 @@ asyncua clients: anonymous, and users with each role.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import socket
 import struct
@@ -377,6 +378,61 @@ def test_timestamps_to_return_is_the_int32_after_max_age():
     buf = Buffer(data)
     assert struct.unpack("<d", buf.read(8))[0] == 1.5
     assert struct.unpack("<i", buf.read(4))[0] == 3
+
+
+NOW = datetime.datetime(2026, 12, 2, 12, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+DATA_VALUES = [
+    ua.DataValue(ua.Variant(1.5, ua.VariantType.Double), SourceTimestamp=NOW, ServerTimestamp=NOW),
+    ua.DataValue(ua.Variant("x", ua.VariantType.String), StatusCode=ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),
+                 SourceTimestamp=NOW),
+    ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)),
+    ua.DataValue(ua.Variant([1, 2, 3], ua.VariantType.UInt32), ServerTimestamp=NOW),
+    ua.DataValue(ua.Variant(ua.LocalizedText("Leistung", "de"), ua.VariantType.LocalizedText)),
+    ua.DataValue(ua.Variant(None, ua.VariantType.Null), StatusCode=None),
+]
+
+
+def test_read_response_encoding_is_asyncuas_with_both_timestamps():
+    nodes = [ua.ReadValueId(NodeId=ua.NodeId(i), AttributeId=ua.AttributeIds.Value) for i in range(len(DATA_VALUES))]
+    ours = services.encode_read_response(42, nodes, DATA_VALUES, ua.TimestampsToReturn.Both)
+    response = ua.ReadResponse()
+    response.ResponseHeader.RequestHandle = 42
+    response.Results = DATA_VALUES
+    theirs = ua.ua_binary.struct_to_binary(response)
+    # the ResponseHeader carries the time it was made: compare around it
+    decoded = ua.ua_binary.struct_from_binary(ua.ReadResponse, Buffer(ours))
+    assert decoded.ResponseHeader.RequestHandle == 42
+    assert decoded.Results == ua.ua_binary.struct_from_binary(ua.ReadResponse, Buffer(theirs)).Results
+    header = len(ua.ua_binary.struct_to_binary(response.ResponseHeader)) + 4
+    assert ours[header:] == theirs[header:]
+
+
+@pytest.mark.parametrize("timestamps, source, server", [
+    (ua.TimestampsToReturn.Source, True, False), (ua.TimestampsToReturn.Server, False, True),
+    (ua.TimestampsToReturn.Neither, False, False)])
+def test_read_response_keeps_the_timestamps_asked_for_on_value_attributes_only(timestamps, source, server):
+    value = ua.DataValue(ua.Variant(1.5, ua.VariantType.Double), SourceTimestamp=NOW, ServerTimestamp=NOW)
+    nodes = [ua.ReadValueId(NodeId=ua.NodeId(1), AttributeId=ua.AttributeIds.Value),
+             ua.ReadValueId(NodeId=ua.NodeId(1), AttributeId=ua.AttributeIds.DisplayName)]
+    data = services.encode_read_response(1, nodes, [value, value], timestamps)
+    [got, other] = ua.ua_binary.struct_from_binary(ua.ReadResponse, Buffer(data)).Results
+    assert (got.Value, got.StatusCode) == (value.Value, value.StatusCode)
+    assert got.SourceTimestamp == (NOW if source else None)
+    assert got.ServerTimestamp == (NOW if server else None)
+    assert other.SourceTimestamp == other.ServerTimestamp == NOW  # not a Value attribute: as stored
+
+
+def test_picoseconds_follow_their_timestamp():
+    # OPC 10000-6 5.2.2.17: SourceTimestamp, SourcePicoseconds, ServerTimestamp, ServerPicoseconds
+    # (asyncua's generic serializer writes both timestamps first; we never set picoseconds)
+    dv = ua.DataValue(ua.Variant(True, ua.VariantType.Boolean), SourceTimestamp=NOW, ServerTimestamp=NOW,
+                      SourcePicoseconds=7, ServerPicoseconds=9)
+    stamp = ua.ua_binary.Primitives.DateTime.pack(NOW)
+    assert services.encode_data_value(dv) == (bytes([0x3F]) + ua.ua_binary.variant_to_binary(dv.Value)
+                                             + struct.pack("<I", 0) + stamp + struct.pack("<H", 7)
+                                             + stamp + struct.pack("<H", 9))
+    assert services.encode_data_value(dv, keep_source=False) == (
+        bytes([0x2B]) + ua.ua_binary.variant_to_binary(dv.Value) + struct.pack("<I", 0) + stamp + struct.pack("<H", 9))
 
 
 def test_default_settings():
