@@ -87,7 +87,7 @@ NO_SECURITY = ChannelSecurity("http://opcfoundation.org/UA/SecurityPolicy#None",
 
 @attrs.frozen
 class ServiceSettings:
-    #: Browse continuation points a session may hold at once (0: no limit, OPC 10000-5 6.3.2)
+    #: Browse continuation points a session may hold at once (0: no limit, as for ServerCapabilities)
     max_browse_continuation_points: int = DEFAULT_MAX_BROWSE_CONTINUATION_POINTS
 
 
@@ -110,8 +110,7 @@ _EXECUTABLE = ua.AttributeIds.Executable
 _CURRENT_WRITE = ua.AccessLevel.CurrentWrite.mask
 #: AccessLevel bits that grant writing (what a role without write rights loses)
 _WRITE_BITS = (ua.AccessLevel.CurrentWrite.mask | ua.AccessLevel.HistoryWrite.mask
-               | ua.AccessLevel.SemanticChange.mask | ua.AccessLevel.StatusWrite.mask
-               | ua.AccessLevel.TimestampWrite.mask)
+               | ua.AccessLevel.StatusWrite.mask | ua.AccessLevel.TimestampWrite.mask)
 #: attribute -> its WriteMask bit (OPC 10000-3 8.60); ua.WriteMask holds bit positions
 _WRITE_MASK_BITS: dict[int, int] = {
     attr.value: 1 << ua.WriteMask[attr.name].value
