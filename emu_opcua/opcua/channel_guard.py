@@ -278,30 +278,38 @@ class GuardedUaProcessor(UaProcessor):
 
 class _GuardedProtocol(OPCUAProtocol):
     guard: SessionGuard
+    processor_class: type[GuardedUaProcessor]
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         if self.processor is not None:  # None: refused (asyncua's max_connections)
             # asyncua made a plain processor; nothing ran on it yet (its message loop
             # looks ``self.processor`` up per message)
-            self.processor = GuardedUaProcessor(self.iserver, self.transport, self.limits, self.guard)
+            self.processor = self.processor_class(self.iserver, self.transport, self.limits, self.guard)
             self.processor.set_policies(self.policies)
 
 
 class _GuardedBinaryServer(BinaryServer):
-    def __init__(self, *args: Any, guard: SessionGuard, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, guard: SessionGuard, processor: type[GuardedUaProcessor], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._guard = guard
+        self._processor = processor
 
     def _make_protocol(self) -> OPCUAProtocol:
         protocol = _GuardedProtocol(iserver=self.iserver, policies=self._policies, clients=self.clients,
                                     closing_tasks=self.closing_tasks, limits=self.limits)
         protocol.guard = self._guard
+        protocol.processor_class = self._processor
         return protocol
 
 
 class GuardedServer(Server):
-    """``asyncua.Server`` whose connections go through a :class:`SessionGuard`."""
+    """``asyncua.Server`` whose connections go through a :class:`SessionGuard`.
+
+    ``processor_class``: the per-connection processor, a :class:`GuardedUaProcessor`
+    (``services.OpcUaServer`` adds our Read/Write/Browse/Call on top of the guard)."""
+
+    processor_class: type[GuardedUaProcessor] = GuardedUaProcessor
 
     def __init__(self) -> None:
         super().__init__()
@@ -318,7 +326,8 @@ class GuardedServer(Server):
         await self.iserver.start()
         try:
             hostname, port = self._get_bind_socket_info()
-            self.bserver = _GuardedBinaryServer(self.iserver, hostname, port, self.limits, guard=self.guard)
+            self.bserver = _GuardedBinaryServer(self.iserver, hostname, port, self.limits, guard=self.guard,
+                                                processor=self.processor_class)
             self.bserver.set_policies(self._policies)
             await self.bserver.start()
         except Exception:

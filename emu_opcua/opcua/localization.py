@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asyncua import Server, ua
-from asyncua.server.internal_session import InternalSession
 
 from emu_opcua.opcua import nodeset as ns
+from emu_opcua.opcua.services import Services, ServiceSession
 
 if TYPE_CHECKING:
     from emu_opcua.opcua.model import MeterModel
@@ -217,7 +217,7 @@ class Localizer:
         return results
 
 
-class LocalizedSession(InternalSession):
+class LocalizedSession(ServiceSession):
     """A client session answering DisplayName / Description in its negotiated locale."""
 
     def __init__(self, *args: Any, localizer: Localizer, **kwargs: Any) -> None:
@@ -245,26 +245,25 @@ class LocalizedSession(InternalSession):
         return self.localizer.localize_browse(results, self.locale)
 
     async def browse_next(self, parameters: ua.BrowseNextParameters) -> list[ua.BrowseResult]:
-        # asyncua 2.1 never hands out continuation points (and answers BrowseNext with
-        # BadServiceUnsupported); should it start to, the pages come out localized too.
         results = await super().browse_next(parameters)
         if self.locale is None:
             return results
         return self.localizer.localize_browse(results, self.locale)
 
 
-def install(server: Server, model: MeterModel) -> Localizer:
+def install(server: Server, model: MeterModel, services: Services) -> Localizer:
     """Make ``server`` answer client sessions in their locale; call once, after building ``model``.
 
-    Sessions created from now on are :class:`LocalizedSession`; ``InternalServer.
-    create_session`` is replaced on this server's instance only, with the same arguments.
+    Sessions created from now on are :class:`LocalizedSession` (a ``services.
+    ServiceSession`` with ``services``); ``InternalServer.create_session`` is replaced on
+    this server's instance only, with the same arguments.
     """
     localizer = Localizer.from_nodeset(model.namespace_index, model.meters)
     iserver = server.iserver
 
     def create_session(name: str, *args: Any, **kwargs: Any) -> LocalizedSession:
         return LocalizedSession(iserver, iserver.aspace, iserver.subscription_service, name, *args,
-                                localizer=localizer, **kwargs)
+                                localizer=localizer, services=services, **kwargs)
 
     iserver.create_session = create_session
     return localizer

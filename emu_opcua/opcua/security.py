@@ -13,6 +13,10 @@ Roles, mapped onto asyncua's permission check (which sees every request type):
     operator  reader + call methods
     admin     everything, including writes and address-space changes
 
+Write and Call requests are let through for every role: each item is decided on its own
+(``services.write_refusal``: BadNotWritable / BadUserAccessDenied per item; ``methods``:
+each method's declared minimum role and security mode), not by a fault for the request.
+
 Passwords are stored as ``scrypt$n$r$p$salt$hash`` (or ``pbkdf2_sha256$iterations$salt$hash``),
 base64 salt and hash, compared in constant time; :func:`hash_password` makes them.
 """
@@ -142,6 +146,20 @@ def make_user(name: str | None, role: Role) -> EmuUser:
     return EmuUser(role=_ASYNCUA_ROLE[role], name=name, emu_role=role)
 
 
+#: Roles from least to most rights; a method's requirement names the least it accepts.
+ROLE_ORDER: tuple[Role, ...] = ("reader", "operator", "admin")
+_RANK = {role: i for i, role in enumerate(ROLE_ORDER)}
+
+
+def role_at_least(role: Role, minimum: Role) -> bool:
+    return _RANK[role] >= _RANK[minimum]
+
+
+def may_write(role: Role) -> bool:
+    """Whether a role may write attributes (where the node allows writing at all)."""
+    return role == "admin"
+
+
 def role_of(user: User | None) -> Role:
     """Our role of an asyncua session user (for method handlers that check permissions)."""
     if isinstance(user, EmuUser):
@@ -187,12 +205,14 @@ def _ids(ids: Iterable[int]) -> frozenset[ua.NodeId]:
 
 _WRITE_TYPES = _ids([ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
                      ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary])
-_CALL_TYPES = _ids([ua.ObjectIds.CallRequest_Encoding_DefaultBinary])
-_READER = _ids(USER_TYPES) - _WRITE_TYPES - _CALL_TYPES
+_HISTORY_UPDATE_TYPES = _ids([ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary])
+# Write and Call: refused per item (see the module docstring); BrowseNext is not in
+# asyncua's list (it does not implement it; services.ServiceProcessor does)
+_READER = (_ids(USER_TYPES) - _HISTORY_UPDATE_TYPES) | _ids([ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary])
 PERMISSIONS: dict[Role, frozenset[ua.NodeId]] = {
     "reader": _READER,
-    "operator": _READER | _CALL_TYPES,
-    "admin": _ids(USER_TYPES) | _ids(ADMIN_TYPES) | _WRITE_TYPES,
+    "operator": _READER,
+    "admin": _READER | _ids(ADMIN_TYPES) | _WRITE_TYPES,
 }
 
 

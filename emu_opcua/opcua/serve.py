@@ -26,9 +26,9 @@ from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError, ListenError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization, server_info
-from emu_opcua.opcua.channel_guard import GuardedServer
+from emu_opcua.opcua import localization, server_info, services
 from emu_opcua.opcua.config import MeterConfig, ServerConfig, config_warnings, load_config
+from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
 from emu_opcua.opcua.security import configure_security
@@ -77,7 +77,10 @@ class GatewayServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.server = GuardedServer()
+        #: asyncua's Server with our Read/Write/Browse/BrowseNext/Call (services.py)
+        self.server = services.OpcUaServer()
+        #: every method clients may call; register more before start() (methods.py)
+        self.methods = MethodRegistry()
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
@@ -95,9 +98,14 @@ class GatewayServer:
         server_info.prepare_identity(self.server)
         server_info.apply_limits(self.server, self.server.guard, config)
         await configure_security(self.server, config)
+        SubscriptionMethods(self.server.iserver.subscription_service).register(self.methods)
+        self.services = services.Services(
+            services.ServiceSettings(max_browse_continuation_points=config.max_browse_continuation_points),
+            self.methods)
+        await services.install(self.server, self.services)  # before the model: marks ns0's methods
         self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
         # DisplayName/Description in each session's locale
-        localizer = localization.install(self.server, self.model)
+        localizer = localization.install(self.server, self.model, self.services)
         await server_info.publish_identity(self.server, config, localizer.locales)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).

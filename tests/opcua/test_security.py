@@ -10,9 +10,9 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from emu_opcua.opcua import security
-from emu_opcua.opcua.channel_guard import GuardedServer
+from emu_opcua.opcua import security, services
 from emu_opcua.opcua.config import parse_config
+from emu_opcua.opcua.methods import MethodRegistry
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.security import (
     configure_security, ensure_server_certificate, generate_certificate, hash_password, verify_password,
@@ -105,12 +105,13 @@ host = "192.0.2.21"
     return parse_config(text, source="test.toml", base_dir=tmp_path)
 
 
-async def start(config):
-    server = GuardedServer()
+async def start(config, methods: MethodRegistry | None = None):
+    server = services.OpcUaServer()
     await server.init()
     server.disable_clock()
     server.set_endpoint(config.endpoint)
     paths = await configure_security(server, config)
+    await services.install(server, services.Services(services.ServiceSettings(), methods or MethodRegistry()))
     model = await MeterModel.build(server, [m.name for m in config.meters])
     await server.start()
     return server, model, paths
@@ -152,20 +153,24 @@ async def test_sign_and_encrypt_with_trusted_client_and_roles(secured, client_ce
         assert await node.read_value() == 1.5
         with pytest.raises(ua.UaStatusCodeError) as info:
             await node.write_value(value)
-        assert info.value.code == ua.StatusCodes.BadUserAccessDenied
+        assert info.value.code == ua.StatusCodes.BadNotWritable  # a measurement is read-only for all
         assert await client.nodes.objects.get_children()  # browse is allowed
     assert server.read_attribute_value(node_id).Value.Value == 1.5
 
+    # EnabledFlag is writable (AccessLevel) but not by users of these roles
+    writable = ua.NodeId(ua.ObjectIds.Server_ServerDiagnostics_EnabledFlag)
     client = await secure_client(config.endpoint, paths, client_cert, "olga", "olga-pw")  # operator
     async with client:
         with pytest.raises(ua.UaStatusCodeError) as info:
-            await client.get_node(node_id).write_value(value)
+            await client.get_node(writable).write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
         assert info.value.code == ua.StatusCodes.BadUserAccessDenied
 
     client = await secure_client(config.endpoint, paths, client_cert, "alice", "alice-pw")  # admin
     async with client:
-        await client.get_node(node_id).write_value(value)
-    assert server.read_attribute_value(node_id).Value.Value == 99.0
+        with pytest.raises(ua.UaStatusCodeError) as info:
+            await client.get_node(node_id).write_value(value)
+        assert info.value.code == ua.StatusCodes.BadNotWritable  # not even the admin fakes a measurement
+    assert server.read_attribute_value(node_id).Value.Value == 1.5
 
 
 async def test_wrong_password_and_unknown_user_are_refused(secured, client_cert):
@@ -209,7 +214,7 @@ async def test_untrusted_client_is_rejected_then_trusted(tmp_path, hashes, clien
             assert dv.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
             with pytest.raises(ua.UaStatusCodeError) as info:
                 await node.write_value(ua.DataValue(ua.Variant(50.0, ua.VariantType.Double)))
-            assert info.value.code == ua.StatusCodes.BadUserAccessDenied
+            assert info.value.code == ua.StatusCodes.BadNotWritable
     finally:
         await server.stop()
 
@@ -217,7 +222,7 @@ async def test_untrusted_client_is_rejected_then_trusted(tmp_path, hashes, clien
 async def test_policies_offered_are_the_configured_ones(tmp_path, hashes):
     config = make_config(tmp_path, hashes, anonymous=True,
                          policies=["None", "Aes256_Sha256_RsaPss_SignAndEncrypt"])
-    server = GuardedServer()
+    server = services.OpcUaServer()
     await server.init()
     server.set_endpoint(config.endpoint)
     await configure_security(server, config)
@@ -238,10 +243,15 @@ def test_permissions_by_role():
     call = ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)
     add = ua.NodeId(ua.ObjectIds.AddNodesRequest_Encoding_DefaultBinary)
     rules = security.RolePermissionRuleset()
-    table = {role: [rules.check_validity(security.make_user("u", role), t, None) for t in (read, call, write, add)]
+    browse_next = ua.NodeId(ua.ObjectIds.BrowseNextRequest_Encoding_DefaultBinary)
+    history_update = ua.NodeId(ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary)
+    table = {role: [rules.check_validity(security.make_user("u", role), t, None)
+                    for t in (read, browse_next, call, write, history_update, add)]
              for role in ("reader", "operator", "admin")}
-    assert table == {"reader": [True, False, False, False], "operator": [True, True, False, False],
-                     "admin": [True, True, True, True]}
+    # Call and Write reach every role's session: refused per item there (test_services.py)
+    assert table == {"reader": [True, True, True, True, False, False],
+                     "operator": [True, True, True, True, False, False],
+                     "admin": [True, True, True, True, True, True]}
     from asyncua.crypto.permission_rules import User
 
     assert not rules.check_validity(User(), read, None)  # not activated through our user manager
