@@ -1,0 +1,324 @@
+"""The interval loop and every aggregate of OPC 10000-13 (sans-IO)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+from attrs import frozen
+
+from . import status as sc
+from ._window import AggregateConfiguration, Window
+
+
+@frozen
+class ProcessedValue:
+    """One interval's result: the value is None when the status is Bad."""
+
+    timestamp: float  # milliseconds, like the raw points
+    value: object
+    status: int
+
+
+class AggregateNotSupported(ValueError):
+    """The aggregate is not one this engine computes (-> BadAggregateNotSupported)."""
+
+
+class AggregateInvalidInputs(ValueError):
+    """The request cannot be processed as given (-> BadAggregateInvalidInputs)."""
+
+
+class _Interval:
+    """What an aggregate function sees of one interval."""
+
+    __slots__ = ("w", "start", "end", "i0", "i1", "stepped", "config", "partial",
+                 "reverse", "extrapolated")
+
+    def __init__(self, w: Window, start, end, stepped: bool, config: AggregateConfiguration,
+                 partial: bool, reverse: bool):
+        self.w = w
+        self.start = start
+        self.end = end
+        self.i0, self.i1 = w.span(start, end)
+        self.stepped = stepped
+        self.config = config
+        self.partial = partial
+        self.reverse = reverse
+        self.extrapolated = False
+
+    @property
+    def timestamp(self):
+        return self.end if self.reverse else self.start
+
+    def no_data(self) -> tuple:
+        return self.timestamp, None, sc.BAD_NO_DATA
+
+    def interpolated(self, t):
+        value, status, extrapolated = self.w.interpolated_bound(
+            t, self.stepped, self.config.use_sloped_extrapolation)
+        if extrapolated:
+            self.extrapolated = True
+        return value, status
+
+    def raw_points(self) -> list[tuple]:
+        w = self.w
+        return list(zip(w.times[self.i0:self.i1], w.values[self.i0:self.i1],
+                        w.statuses[self.i0:self.i1]))
+
+    def with_simple_bounds(self) -> list[tuple] | None:
+        """(t, value, status) of the simple start bound, the raw points strictly inside and
+        the simple end bound (bounds that are missing are left out); None when the
+        interval lies outside the data."""
+        w = self.w
+        if not w.times or self.start > w.times[-1] or self.end < w.times[0]:
+            return None
+        points = []
+        value, status = w.simple_bound(self.start, self.stepped)
+        points.append((self.start, value, status))
+        i0 = self.i0
+        if i0 < self.i1 and w.times[i0] == self.start:
+            i0 += 1
+        points.extend(zip(w.times[i0:self.i1], w.values[i0:self.i1], w.statuses[i0:self.i1]))
+        value, status = w.simple_bound(self.end, self.stepped)
+        points.append((self.end, value, status))
+        return points
+
+    def with_interpolated_bounds(self) -> list[tuple] | None:
+        w = self.w
+        if not w.times or self.end < w.times[0]:
+            return None
+        if w.end_of_data is not None and self.start > w.end_of_data:
+            return None  # no extrapolation of a whole interval after the end of data
+        value, status = self.interpolated(self.start)
+        points = [(self.start, value, status)]
+        points.extend(self.raw_points())
+        value, status = self.interpolated(self.end)
+        points.append((self.end, value, status))
+        return points
+
+
+# --- status helpers -------------------------------------------------------------------
+def _value_based_status(statuses, config: AggregateConfiguration) -> int:
+    """Good / Uncertain / Bad from the share of Good and Bad raw values (Part 13 5.4.3)."""
+    total = len(statuses)
+    if total == 0:
+        return sc.GOOD
+    bad = sum(1 for s in statuses if sc.is_bad(s))
+    good = sum(1 for s in statuses if sc.is_good(s))
+    if good / total * 100 >= config.percent_data_good:
+        return sc.GOOD
+    if bad / total * 100 >= config.percent_data_bad:
+        return sc.BAD
+    return sc.UNCERTAIN_DATA_SUB_NORMAL
+
+
+class _Region:
+    __slots__ = ("start_value", "end_value", "start_time", "duration", "status", "point_status")
+
+    def __init__(self, value, t, status, point_status):
+        self.start_value = value
+        self.end_value = value
+        self.start_time = t
+        self.duration = 0.0
+        self.status = status
+        self.point_status = point_status
+
+
+def _regions(points, w: Window, ignore_bad: bool, stepped: bool) -> list[_Region]:
+    """Split the points into regions between neighbouring points (Part 13 5.4.3.4), each
+    with the status the time-weighted aggregates and the duration-based status use."""
+    good = w.good
+    regions: list[_Region] = []
+    current: _Region | None = None
+    last = len(points) - 1
+    for i, (t, v, s) in enumerate(points):
+        status = s
+        if not sc.is_bad(s):
+            value = float(v)
+        else:
+            value = current.start_value if current is not None else 0.0
+        if ignore_bad and current is not None:
+            if not good(s):
+                if not sc.is_bad(current.status):
+                    current.status = sc.UNCERTAIN_DATA_SUB_NORMAL
+                if i < last:
+                    continue
+            elif not stepped and not sc.is_good(s):
+                current.status = sc.UNCERTAIN_DATA_SUB_NORMAL
+        if current is not None:
+            if stepped:
+                current.end_value = current.start_value
+            elif good(s):
+                if not sc.is_good(s) and not sc.is_bad(current.status):
+                    current.status = sc.UNCERTAIN_DATA_SUB_NORMAL
+                current.end_value = value
+            else:
+                if not sc.is_bad(current.status):
+                    current.status = sc.UNCERTAIN_DATA_SUB_NORMAL
+                if ignore_bad and not sc.is_bad(s):
+                    current.end_value = value
+            if (not ignore_bad and good(current.point_status) and sc.code(s) == sc.BAD_NO_DATA
+                    and i == last):
+                current.duration = 1.0  # at the end of data: a region of one tick
+            else:
+                if sc.is_uncertain(s) and not good(s):
+                    status = sc.BAD_NO_DATA
+                current.duration = t - current.start_time
+            regions.append(current)
+        if current is None and not ignore_bad and sc.is_uncertain(s) and not good(s):
+            status = sc.BAD_NO_DATA  # an uncertain first bound counts as bad too
+        current = _Region(value, t, status, s)
+    return regions
+
+
+def _time_based_status(regions: list[_Region], config: AggregateConfiguration) -> int:
+    if not regions:
+        return sc.BAD_NO_DATA
+    bad = good = total = 0.0
+    for r in regions:
+        total += r.duration
+        if sc.is_bad(r.status):
+            bad += r.duration
+        elif sc.is_good(r.status) or (not config.treat_uncertain_as_bad and sc.is_uncertain(r.status)):
+            good += r.duration
+    if total == 0 or good / total * 100 >= config.percent_data_good:
+        return sc.GOOD
+    if bad / total * 100 >= config.percent_data_bad:
+        return sc.BAD
+    return sc.UNCERTAIN_DATA_SUB_NORMAL
+
+
+# --- the aggregates -------------------------------------------------------------------
+def _interpolative(iv: _Interval):
+    value, status = iv.interpolated(iv.timestamp)
+    return iv.timestamp, value, status
+
+
+def _average(iv: _Interval):
+    w = iv.w
+    statuses = w.statuses[iv.i0:iv.i1]
+    if not statuses:
+        return iv.no_data()
+    total = 0.0
+    count = 0
+    for v, s in zip(w.values[iv.i0:iv.i1], statuses):
+        if s & sc.SEVERITY_MASK == sc.GOOD:
+            total += v
+            count += 1
+    if not count:
+        return iv.no_data()
+    status = _value_based_status(statuses, iv.config)
+    return iv.timestamp, total / count, sc.with_bits(status, sc.CALCULATED)
+
+
+def _time_average(simple: bool, total_only: bool):
+    def compute(iv: _Interval):
+        points = iv.with_simple_bounds() if simple else iv.with_interpolated_bounds()
+        if not points:
+            return iv.no_data()
+        regions = _regions(points, iv.w, not simple, iv.stepped)
+        total = duration = 0.0
+        non_good = False
+        for r in regions:
+            seconds = r.duration / 1000.0
+            if not sc.is_bad(r.status):
+                total += (r.start_value + r.end_value) * seconds / 2
+                duration += seconds
+            if not sc.is_good(r.status):
+                non_good = True
+        if duration == 0:
+            # data that is there but not good enough (Uncertain treated as Bad) is Bad;
+            # only Bad raw values are no data
+            if (simple and any(not sc.is_bad(r.point_status) for r in regions)
+                    and _time_based_status(regions, iv.config) == sc.BAD):
+                return iv.timestamp, None, sc.with_bits(sc.BAD, sc.CALCULATED)
+            return iv.no_data()
+        value = total if total_only else total / duration
+        if simple:
+            status = _time_based_status(regions, iv.config)
+        else:
+            status = sc.UNCERTAIN_DATA_SUB_NORMAL if non_good else sc.GOOD
+        return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
+    return compute
+
+
+AggregateFunction = Callable[[_Interval], tuple]
+
+# aggregate name -> (function, sets the Partial bit)
+FUNCTIONS: dict[str, tuple[AggregateFunction, bool]] = {
+    "Interpolative": (_interpolative, False),
+    "Average": (_average, False),
+    "TimeAverage": (_time_average(False, False), True),
+    "Total": (_time_average(False, True), True),
+    "TimeAverage2": (_time_average(True, False), True),
+    "Total2": (_time_average(True, True), True),
+}
+
+
+# --- the interval loop ----------------------------------------------------------------
+def process(aggregate: str, pages: Iterable[Iterable[tuple]], start, end, interval,
+            *, stepped: bool = False,
+            config: AggregateConfiguration = AggregateConfiguration()) -> Iterator[ProcessedValue]:
+    """The processed values of ``aggregate`` over ``[start, end)``, interval by interval.
+
+    ``pages`` yields pages of raw points ``(time_ms, value, status)`` in ascending time
+    (store pages as they come); they are consumed lazily. ``interval`` 0 means one
+    interval over the whole range. ``end < start`` gives the intervals in reverse order
+    (Part 11/13: aligned at ``start``, each stamped with its later bound).
+    """
+    try:
+        function, sets_partial = FUNCTIONS[aggregate]
+    except KeyError:
+        raise AggregateNotSupported(f"aggregate {aggregate!r} is not supported") from None
+    if interval < 0 or (interval != interval):
+        raise AggregateInvalidInputs(f"processing interval {interval!r} is negative")
+    if start == end:
+        raise AggregateInvalidInputs("start and end time are equal")
+    reverse = end < start
+    low, high = (end, start) if reverse else (start, end)
+    if interval == 0:
+        interval = high - low
+    w = Window(pages, config)
+    if reverse:
+        bounds = []
+        t = high
+        while t > low:
+            s = max(low, t - interval)
+            bounds.append((s, t, s == low and t - s < interval))
+            t = s
+        bounds.reverse()  # computed forward over the data, returned latest first
+        results = list(_run(function, sets_partial, w, bounds, stepped, config, True))
+        yield from reversed(results)
+        return
+    yield from _run(function, sets_partial, w, _forward_bounds(low, high, interval), stepped,
+                    config, False)
+
+
+def _forward_bounds(low, high, interval):
+    s = low
+    while s < high:
+        e = s + interval
+        if e >= high:
+            yield s, high, e > high
+            return
+        yield s, e, False
+        s = e
+
+
+def _run(function, sets_partial, w: Window, bounds, stepped, config, reverse):
+    extrapolating = False
+    for s, e, partial in bounds:
+        w.fill_to(e)
+        iv = _Interval(w, s, e, stepped, config, partial, reverse)
+        timestamp, value, status = function(iv)
+        extrapolating = extrapolating or iv.extrapolated
+        if sets_partial:
+            if w.start_of_data is not None and s < w.start_of_data < e:
+                status = sc.with_bits(status, sc.PARTIAL)
+            if (not reverse and w.end_of_data is not None
+                    and s <= w.end_of_data < e):
+                status = sc.with_bits(status, sc.PARTIAL)
+        if sc.is_bad(status):
+            value = None
+        yield ProcessedValue(timestamp, value, status)
+        w.trim_before(e)

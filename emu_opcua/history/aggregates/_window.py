@@ -1,0 +1,173 @@
+"""Streaming intervals over raw pages, and the bounding values of OPC 10000-13 5.4.
+
+A raw point is a tuple ``(time_ms, value, status)``; pages are iterables of them in
+ascending time. The window keeps only the rows one interval needs (from the second last
+good row before the interval to the first good row after it), so memory stays flat over
+any query length.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
+
+from attrs import frozen
+
+from . import status as sc
+
+
+@frozen
+class AggregateConfiguration:
+    """OPC 10000-13 AggregateConfiguration (the server defaults of Part 13 4.2.1.2)."""
+
+    treat_uncertain_as_bad: bool = True
+    percent_data_bad: int = 100
+    percent_data_good: int = 100
+    use_sloped_extrapolation: bool = False
+
+
+class Window:
+    """The raw points around one interval, fed from pages (ascending time)."""
+
+    __slots__ = ("times", "values", "statuses", "_rows", "_exhausted", "start_of_data",
+                 "end_of_data", "tuab")
+
+    def __init__(self, pages: Iterable[Iterable[tuple]], config: AggregateConfiguration):
+        self.times: list = []
+        self.values: list = []
+        self.statuses: list[int] = []
+        self._rows: Iterator[tuple] = (row for page in pages for row in page)
+        self._exhausted = False
+        self.start_of_data = None  # time of the first raw point (BadNoData placeholders aside)
+        self.end_of_data = None  # time of the last raw point, once the input is exhausted
+        self.tuab = config.treat_uncertain_as_bad
+
+    # --- quality per configuration ------------------------------------------------------
+    def good(self, status: int) -> bool:
+        """Good for calculations: not Bad, and not Uncertain when TreatUncertainAsBad."""
+        severity = status & sc.SEVERITY_MASK
+        if severity == sc.GOOD:
+            return True
+        return severity == sc.UNCERTAIN and not self.tuab
+
+    # --- feeding ------------------------------------------------------------------------
+    def fill_to(self, end) -> None:
+        """Read rows until one Good row lies after ``end`` (the late bound), or no more."""
+        if self._exhausted:
+            return
+        times, values, statuses = self.times, self.values, self.statuses
+        good = self.good
+        if times and times[-1] > end and good(statuses[-1]):
+            return
+        for t, v, s in self._rows:
+            if s & sc.CODE_MASK == sc.BAD_NO_DATA:
+                continue  # archive placeholders ("no data yet") are not raw values
+            if times and t < times[-1]:
+                raise ValueError(f"raw points out of order: {t} after {times[-1]}")
+            if self.start_of_data is None:
+                self.start_of_data = t
+            times.append(t)
+            values.append(v)
+            statuses.append(s)
+            if t > end and good(s):
+                return
+        self._exhausted = True
+        self.end_of_data = times[-1] if times else None
+
+    def trim_before(self, start) -> None:
+        """Drop rows no interval starting at ``start`` or later needs: keep the second
+        last good row before ``start`` (sloped extrapolation) and everything after it."""
+        times, statuses, good = self.times, self.statuses, self.good
+        i = bisect_left(times, start) - 1
+        goods = 0
+        while i >= 0:
+            if good(statuses[i]):
+                goods += 1
+                if goods == 2:
+                    break
+            i -= 1
+        if i > 0:
+            del self.times[:i], self.values[:i], self.statuses[:i]
+
+    # --- lookups ------------------------------------------------------------------------
+    def span(self, start, end) -> tuple[int, int]:
+        """Index range of the raw points with ``start <= t < end``."""
+        return bisect_left(self.times, start), bisect_left(self.times, end)
+
+    def early(self, i: int) -> int:
+        """Index of the last good point before index ``i``, or -1."""
+        statuses, good = self.statuses, self.good
+        i -= 1
+        while i >= 0 and not good(statuses[i]):
+            i -= 1
+        return i
+
+    def late(self, i: int) -> int:
+        """Index of the first good point at or after index ``i``, or -1."""
+        statuses, good = self.statuses, self.good
+        n = len(statuses)
+        while i < n and not good(statuses[i]):
+            i += 1
+        return i if i < n else -1
+
+    # --- bounding values (OPC 10000-13 5.4) ---------------------------------------------
+    def interpolated_bound(self, t, stepped: bool, sloped_extrapolation: bool):
+        """Interpolated bounding value at ``t``: (value, status, extrapolated); bad data
+        around ``t`` is skipped (the value becomes UncertainDataSubNormal)."""
+        times, values, statuses = self.times, self.values, self.statuses
+        i = bisect_left(times, t)
+        n = len(times)
+        if i < n and times[i] == t and self.good(statuses[i]):
+            return values[i], statuses[i], False
+        e = self.early(i)
+        if e < 0:
+            return None, sc.BAD_NO_DATA, False
+        j = bisect_right(times, t)
+        late = self.late(j)
+        if not stepped:
+            if late >= 0:
+                value = _slope(t, times[e], values[e], times[late], values[late])
+                status = sc.GOOD
+                if not sc.is_good(statuses[e]) or not sc.is_good(statuses[late]) or late != e + 1:
+                    status = sc.UNCERTAIN_DATA_SUB_NORMAL
+                return value, sc.with_bits(status, sc.INTERPOLATED), False
+            if sloped_extrapolation:
+                e2 = self.early(e)
+                if e2 >= 0:
+                    value = _slope(t, times[e2], values[e2], times[e], values[e])
+                    return value, sc.with_bits(sc.UNCERTAIN_DATA_SUB_NORMAL, sc.INTERPOLATED), True
+        status = sc.GOOD if sc.is_good(statuses[e]) else sc.UNCERTAIN_DATA_SUB_NORMAL
+        extrapolated = e + 1 >= n or t > times[e + 1]
+        if extrapolated:
+            status = sc.UNCERTAIN_DATA_SUB_NORMAL
+        return values[e], sc.with_bits(status, sc.INTERPOLATED), extrapolated
+
+    def simple_bound(self, t, stepped: bool):
+        """Simple bounding value at ``t`` (the raw points next to ``t``, bad or not):
+        (value, status)."""
+        times, values, statuses = self.times, self.values, self.statuses
+        i = bisect_left(times, t)
+        n = len(times)
+        if i < n and times[i] == t:
+            return values[i], statuses[i]
+        b = i - 1
+        if b < 0 or not self.good(statuses[b]):
+            return None, sc.BAD_NO_DATA
+        revert_to_stepped = False
+        if not stepped:
+            if i < n and self.good(statuses[i]):
+                value = _slope(t, times[b], values[b], times[i], values[i])
+                status = sc.GOOD
+                if not sc.is_good(statuses[b]) or not sc.is_good(statuses[i]):
+                    status = sc.UNCERTAIN_DATA_SUB_NORMAL
+                return value, sc.with_bits(status, sc.INTERPOLATED)
+            revert_to_stepped = True
+        if i >= n:
+            return None, sc.BAD_NO_DATA  # after the end of data: no simple bound
+        status = sc.GOOD if sc.is_good(statuses[b]) and not revert_to_stepped else sc.UNCERTAIN_DATA_SUB_NORMAL
+        return values[b], sc.with_bits(status, sc.INTERPOLATED)
+
+
+def _slope(t, t0, v0, t1, v1):
+    v0 = float(v0)
+    return v0 + (float(v1) - v0) * (t - t0) / (t1 - t0)
