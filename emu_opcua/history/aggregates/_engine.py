@@ -242,6 +242,275 @@ def _time_average(simple: bool, total_only: bool):
     return compute
 
 
+def _min_max(kind: str, actual_time: bool):
+    """Minimum / Maximum / Range (kind 'min', 'max', 'range') over the raw values."""
+    def compute(iv: _Interval):
+        w = iv.w
+        if iv.i0 == iv.i1:
+            return iv.no_data()
+        good = w.good
+        best = None
+        best_t = None
+        duplicates = False
+        lo = hi = None
+        non_good = False
+        for t, v, s in zip(w.times[iv.i0:iv.i1], w.values[iv.i0:iv.i1], w.statuses[iv.i0:iv.i1]):
+            if not good(s):
+                non_good = True
+                continue
+            if not sc.is_good(s):  # Uncertain (not treated as Bad): does not compete
+                continue
+            v = float(v)
+            if lo is None:
+                lo = hi = v
+            lo = min(lo, v)
+            hi = max(hi, v)
+            if kind == "range":
+                continue
+            if best is None or (v < best if kind == "min" else v > best):
+                best, best_t, duplicates = v, t, False
+            elif v == best:
+                duplicates = True
+        if lo is None:
+            return iv.no_data()
+        status = sc.UNCERTAIN_DATA_SUB_NORMAL if non_good else sc.GOOD
+        bits = 0
+        if kind == "range":
+            value, best_t = hi - lo, None
+        else:
+            value = best
+        if not actual_time and best_t != iv.start:
+            bits |= sc.CALCULATED
+        if duplicates:
+            bits |= sc.MULTI_VALUE
+        timestamp = best_t if actual_time else iv.timestamp
+        return timestamp, value, sc.with_bits(status, bits)
+    return compute
+
+
+def _min_max2(kind: str, actual_time: bool):
+    """Minimum2 / Maximum2 / Range2 over the raw values and the simple bounds."""
+    def compute(iv: _Interval):
+        points = iv.with_simple_bounds()
+        if not points:
+            return iv.no_data()
+        w = iv.w
+        good = w.good
+        best = best_t = best_s = None
+        duplicates = False
+        lo = hi = None
+        for t, v, s in points:
+            if not good(s):
+                continue
+            if t == iv.end and iv.stepped:
+                break
+            v = float(v)
+            if lo is None:
+                lo = hi = v
+            lo = min(lo, v)
+            hi = max(hi, v)
+            if kind == "range":
+                continue
+            if best is None or (v < best if kind == "min" else v > best):
+                best, best_t, best_s, duplicates = v, t, s, False
+            elif v == best:
+                duplicates = True
+        if lo is None:
+            status = sc.BAD_NO_DATA
+            if iv.partial:
+                status = sc.with_bits(status, sc.PARTIAL)
+            return iv.timestamp, None, status
+        if kind == "range":
+            value, best_t, best_s = hi - lo, None, sc.GOOD
+        else:
+            value = best
+        status = best_s
+        bits = status & sc.HISTORIAN_BITS_MASK if status & sc.INFO_TYPE_DATA_VALUE else 0
+        if not actual_time and best_t != iv.start and not bits & sc.INTERPOLATED:
+            bits |= sc.CALCULATED
+        if duplicates:
+            bits |= sc.MULTI_VALUE
+        regions = _regions(points, w, False, iv.stepped)
+        code = _time_based_status(regions, iv.config)
+        status = sc.with_bits(code, bits)
+        timestamp = iv.timestamp
+        if actual_time:
+            timestamp = best_t
+            if best_t == iv.end:  # the end bound belongs to the next interval
+                timestamp = best_t - 1
+                status = sc.with_bits(status, sc.INTERPOLATED)
+        return timestamp, value, status
+    return compute
+
+
+def _start_end(end: bool):
+    def compute(iv: _Interval):
+        w = iv.w
+        if iv.i0 == iv.i1:
+            return iv.no_data()
+        i = iv.i1 - 1 if end else iv.i0
+        return w.times[i], w.values[i], w.statuses[i]
+    return compute
+
+
+def _delta(iv: _Interval):
+    w = iv.w
+    if iv.i0 == iv.i1:
+        return iv.no_data()
+    first = w.late(iv.i0)
+    if first < 0 or first >= iv.i1:
+        return iv.no_data()
+    last = w.early(iv.i1)
+    skipped = first != iv.i0 or last != iv.i1 - 1
+    status = sc.UNCERTAIN_DATA_SUB_NORMAL if skipped else sc.GOOD
+    return iv.timestamp, float(w.values[last]) - float(w.values[first]), sc.with_bits(status, sc.CALCULATED)
+
+
+def _bound(end: bool):
+    def compute(iv: _Interval):
+        points = iv.with_simple_bounds()
+        if not points:
+            return iv.no_data()
+        t, value, status = points[-1] if end else points[0]
+        if not iv.w.good(status):
+            return iv.timestamp, None, sc.BAD_NO_DATA
+        if end:
+            t = iv.timestamp
+            status = sc.with_bits(status, sc.CALCULATED)
+        return t, value, status
+    return compute
+
+
+def _delta_bounds(iv: _Interval):
+    points = iv.with_simple_bounds()
+    if not points:
+        return iv.no_data()
+    (_, v0, s0), (_, v1, s1) = points[0], points[-1]
+    good = iv.w.good
+    if not good(s0) or not good(s1):
+        return iv.no_data()
+    status = sc.GOOD if sc.is_good(s0) and sc.is_good(s1) else sc.UNCERTAIN_DATA_SUB_NORMAL
+    return iv.timestamp, float(v1) - float(v0), sc.with_bits(status, sc.CALCULATED)
+
+
+def _count(iv: _Interval):
+    w = iv.w
+    if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
+        return iv.no_data()
+    statuses = w.statuses[iv.i0:iv.i1]
+    count = sum(1 for s in statuses if w.good(s))
+    status = _value_based_status(statuses, iv.config)
+    if not sc.is_bad(status):
+        status = sc.with_bits(status, sc.CALCULATED)
+    return iv.timestamp, count, status
+
+
+def _annotation_count(iv: _Interval):
+    # annotations are not raw values: this engine is given none (history of
+    # annotations is not kept), so the count is 0 wherever there is data
+    w = iv.w
+    if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
+        return iv.no_data()
+    return iv.timestamp, 0, sc.with_bits(sc.GOOD, sc.CALCULATED)
+
+
+def _duration_in_state(non_zero: bool):
+    def compute(iv: _Interval):
+        points = iv.with_simple_bounds()
+        if points is None:
+            return iv.no_data()
+        regions = _regions(points, iv.w, False, True)
+        duration = 0.0
+        for r in regions:
+            if not sc.is_good(r.status):
+                continue
+            if (r.start_value != 0) == non_zero:
+                duration += r.duration
+        status = _time_based_status(regions, iv.config)
+        return iv.timestamp, duration, sc.with_bits(status, sc.CALCULATED)
+    return compute
+
+
+def _number_of_transitions(iv: _Interval):
+    w = iv.w
+    if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
+        return iv.no_data()
+    e = w.early(iv.i0)
+    last = float(w.values[e]) if e >= 0 and sc.is_good(w.statuses[e]) else None
+    count = 0
+    for v, s in zip(w.values[iv.i0:iv.i1], w.statuses[iv.i0:iv.i1]):
+        if not w.good(s):
+            continue
+        v = float(v)
+        if last is not None and v != last:
+            count += 1
+        last = v
+    status = _value_based_status(w.statuses[iv.i0:iv.i1], iv.config)
+    return iv.timestamp, count, sc.with_bits(status, sc.CALCULATED)
+
+
+def _duration_good_bad(bad: bool, percent: bool):
+    def compute(iv: _Interval):
+        points = iv.with_simple_bounds()
+        if not points:
+            return iv.no_data()
+        regions = _regions(points, iv.w, False, True)
+        duration = total = 0.0
+        for r in regions:
+            total += r.duration
+            if (sc.is_bad(r.status) if bad else sc.is_good(r.status)):
+                duration += r.duration
+        if percent:
+            duration = duration / total * 100 if total else 0.0
+        return iv.timestamp, duration, sc.with_bits(sc.GOOD, sc.CALCULATED)
+    return compute
+
+
+def _worst_quality(with_bounds: bool):
+    def compute(iv: _Interval):
+        if with_bounds:
+            points = iv.with_simple_bounds()
+            statuses = [s for _, _, s in points] if points else []
+        else:
+            statuses = iv.w.statuses[iv.i0:iv.i1]
+        if not statuses:
+            return iv.no_data()
+        worst = sc.GOOD
+        bad = uncertain = 0
+        for s in statuses:
+            if sc.is_bad(s):
+                bad += 1
+                if not sc.is_bad(worst):
+                    worst = sc.code(s)
+            elif sc.is_uncertain(s):
+                uncertain += 1
+                if sc.is_good(worst):
+                    worst = sc.code(s)
+        bits = sc.CALCULATED
+        if (sc.is_bad(worst) and bad > 1) or (sc.is_uncertain(worst) and uncertain > 1):
+            bits |= sc.MULTI_VALUE
+        return iv.timestamp, worst, sc.with_bits(sc.GOOD, bits)
+    return compute
+
+
+def _statistics(sample: bool, root: bool):
+    def compute(iv: _Interval):
+        w = iv.w
+        statuses = w.statuses[iv.i0:iv.i1]
+        xs = [float(v) for v, s in zip(w.values[iv.i0:iv.i1], statuses) if w.good(s)]
+        n = len(xs)
+        if n == 0 or (sample and n < 2):
+            if n == 1:
+                return iv.timestamp, 0.0, sc.with_bits(_value_based_status(statuses, iv.config), sc.CALCULATED)
+            return iv.no_data()
+        mean = sum(xs) / n
+        variance = sum((x - mean) ** 2 for x in xs) / (n - 1 if sample else n)
+        value = math.sqrt(variance) if root else variance
+        status = _value_based_status(statuses, iv.config)
+        return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
+    return compute
+
+
 AggregateFunction = Callable[[_Interval], tuple]
 
 # aggregate name -> (function, sets the Partial bit)
@@ -252,6 +521,37 @@ FUNCTIONS: dict[str, tuple[AggregateFunction, bool]] = {
     "Total": (_time_average(False, True), True),
     "TimeAverage2": (_time_average(True, False), True),
     "Total2": (_time_average(True, True), True),
+    "Minimum": (_min_max("min", False), True),
+    "Maximum": (_min_max("max", False), True),
+    "MinimumActualTime": (_min_max("min", True), True),
+    "MaximumActualTime": (_min_max("max", True), True),
+    "Range": (_min_max("range", False), True),
+    "Minimum2": (_min_max2("min", False), True),
+    "Maximum2": (_min_max2("max", False), True),
+    "MinimumActualTime2": (_min_max2("min", True), True),
+    "MaximumActualTime2": (_min_max2("max", True), True),
+    "Range2": (_min_max2("range", False), True),
+    "AnnotationCount": (_annotation_count, True),
+    "Count": (_count, True),
+    "DurationInStateZero": (_duration_in_state(False), True),
+    "DurationInStateNonZero": (_duration_in_state(True), True),
+    "NumberOfTransitions": (_number_of_transitions, True),
+    "Start": (_start_end(False), True),
+    "End": (_start_end(True), True),
+    "Delta": (_delta, True),
+    "StartBound": (_bound(False), True),
+    "EndBound": (_bound(True), True),
+    "DeltaBounds": (_delta_bounds, True),
+    "DurationGood": (_duration_good_bad(False, False), True),
+    "DurationBad": (_duration_good_bad(True, False), True),
+    "PercentGood": (_duration_good_bad(False, True), True),
+    "PercentBad": (_duration_good_bad(True, True), True),
+    "WorstQuality": (_worst_quality(False), True),
+    "WorstQuality2": (_worst_quality(True), True),
+    "StandardDeviationSample": (_statistics(True, True), True),
+    "StandardDeviationPopulation": (_statistics(False, True), True),
+    "VarianceSample": (_statistics(True, False), True),
+    "VariancePopulation": (_statistics(False, False), True),
 }
 
 
