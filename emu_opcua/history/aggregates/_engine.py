@@ -354,13 +354,15 @@ def _start_end(end: bool):
 
 
 def _delta(iv: _Interval):
+    """Last minus first Good raw value (Uncertain values are skipped like Bad ones)."""
     w = iv.w
     if iv.i0 == iv.i1:
         return iv.no_data()
-    first = w.late(iv.i0)
-    if first < 0 or first >= iv.i1:
+    statuses = w.statuses
+    goods = [i for i in range(iv.i0, iv.i1) if sc.is_good(statuses[i])]
+    if not goods:
         return iv.no_data()
-    last = w.early(iv.i1)
+    first, last = goods[0], goods[-1]
     skipped = first != iv.i0 or last != iv.i1 - 1
     status = sc.UNCERTAIN_DATA_SUB_NORMAL if skipped else sc.GOOD
     return iv.timestamp, float(w.values[last]) - float(w.values[first]), sc.with_bits(status, sc.CALCULATED)
@@ -398,7 +400,7 @@ def _count(iv: _Interval):
     if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
         return iv.no_data()
     statuses = w.statuses[iv.i0:iv.i1]
-    count = sum(1 for s in statuses if w.good(s))
+    count = sum(1 for s in statuses if sc.is_good(s))  # Good only, whatever TUAB says
     status = _value_based_status(statuses, iv.config)
     if not sc.is_bad(status):
         status = sc.with_bits(status, sc.CALCULATED)
@@ -436,17 +438,20 @@ def _number_of_transitions(iv: _Interval):
     if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
         return iv.no_data()
     e = w.early(iv.i0)
-    last = float(w.values[e]) if e >= 0 and sc.is_good(w.statuses[e]) else None
+    # before the first value there is no state: the first value is a transition
+    last = float(w.values[e]) if e >= 0 else math.nan
     count = 0
     for v, s in zip(w.values[iv.i0:iv.i1], w.statuses[iv.i0:iv.i1]):
         if not w.good(s):
             continue
         v = float(v)
-        if last is not None and v != last:
+        if v != last:
             count += 1
         last = v
     status = _value_based_status(w.statuses[iv.i0:iv.i1], iv.config)
-    return iv.timestamp, count, sc.with_bits(status, sc.CALCULATED)
+    if not sc.is_bad(status):
+        status = sc.with_bits(status, sc.CALCULATED)
+    return iv.timestamp, count, status
 
 
 def _duration_good_bad(bad: bool, percent: bool):
