@@ -165,8 +165,6 @@ def _regions(points, w: Window, ignore_bad: bool, stepped: bool) -> list[_Region
                     status = sc.BAD_NO_DATA
                 current.duration = t - current.start_time
             regions.append(current)
-        if current is None and not ignore_bad and sc.is_uncertain(s) and not good(s):
-            status = sc.BAD_NO_DATA  # an uncertain first bound counts as bad too
         current = _Region(value, t, status, s)
     return regions
 
@@ -177,9 +175,9 @@ def _time_based_status(regions: list[_Region], config: AggregateConfiguration) -
     bad = good = total = 0.0
     for r in regions:
         total += r.duration
-        if sc.is_bad(r.status):
+        if sc.is_bad(r.status) or (config.treat_uncertain_as_bad and sc.is_uncertain(r.status)):
             bad += r.duration
-        elif sc.is_good(r.status) or (not config.treat_uncertain_as_bad and sc.is_uncertain(r.status)):
+        else:
             good += r.duration
     if total == 0 or good / total * 100 >= config.percent_data_good:
         return sc.GOOD
@@ -236,6 +234,8 @@ def _time_average(simple: bool, total_only: bool):
         value = total if total_only else total / duration
         if simple:
             status = _time_based_status(regions, iv.config)
+            if status == sc.BAD:
+                return iv.timestamp, None, sc.with_bits(sc.BAD, sc.CALCULATED)
         else:
             status = sc.UNCERTAIN_DATA_SUB_NORMAL if non_good else sc.GOOD
         return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
@@ -376,9 +376,9 @@ def _bound(end: bool):
         t, value, status = points[-1] if end else points[0]
         if not iv.w.good(status):
             return iv.timestamp, None, sc.BAD_NO_DATA
-        if end:
+        if end:  # stamped with the interval, so calculated (not interpolated)
             t = iv.timestamp
-            status = sc.with_bits(status, sc.CALCULATED)
+            status = sc.with_bits(sc.code(status), sc.CALCULATED)
         return t, value, status
     return compute
 
@@ -502,16 +502,16 @@ def _statistics(sample: bool, root: bool):
     def compute(iv: _Interval):
         w = iv.w
         statuses = w.statuses[iv.i0:iv.i1]
-        xs = [float(v) for v, s in zip(w.values[iv.i0:iv.i1], statuses) if w.good(s)]
+        xs = [float(v) for v, s in zip(w.values[iv.i0:iv.i1], statuses) if sc.is_good(s)]
         n = len(xs)
-        if n == 0 or (sample and n < 2):
-            if n == 1:
-                return iv.timestamp, 0.0, sc.with_bits(_value_based_status(statuses, iv.config), sc.CALCULATED)
+        if n == 0:
             return iv.no_data()
+        status = sc.GOOD if n == len(statuses) else sc.UNCERTAIN_DATA_SUB_NORMAL
+        if n == 1:  # one value has no spread (also for the sample statistics)
+            return iv.timestamp, 0.0, sc.with_bits(status, sc.CALCULATED)
         mean = sum(xs) / n
         variance = sum((x - mean) ** 2 for x in xs) / (n - 1 if sample else n)
         value = math.sqrt(variance) if root else variance
-        status = _value_based_status(statuses, iv.config)
         return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
     return compute
 

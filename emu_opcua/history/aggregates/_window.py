@@ -151,7 +151,13 @@ class Window:
         if i < n and times[i] == t:
             return values[i], statuses[i]
         b = i - 1
-        if b < 0 or not self.good(statuses[b]):
+        if b < 0 or sc.is_bad(statuses[b]):
+            return None, sc.BAD_NO_DATA
+        if stepped and i < n:
+            # stepped: the value before holds until the next raw value, with its quality
+            status = sc.GOOD if sc.is_good(statuses[b]) else sc.UNCERTAIN_DATA_SUB_NORMAL
+            return values[b], sc.with_bits(status, sc.INTERPOLATED)
+        if not self.good(statuses[b]):
             return None, sc.BAD_NO_DATA
         revert_to_stepped = False
         if not stepped:
