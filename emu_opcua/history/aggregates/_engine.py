@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 
 from attrs import frozen
@@ -32,7 +33,7 @@ class _Interval:
     """What an aggregate function sees of one interval."""
 
     __slots__ = ("w", "start", "end", "i0", "i1", "stepped", "config", "partial",
-                 "reverse", "extrapolated")
+                 "reverse", "extrapolated", "annotations")
 
     def __init__(self, w: Window, start, end, stepped: bool, config: AggregateConfiguration,
                  partial: bool, reverse: bool):
@@ -45,6 +46,7 @@ class _Interval:
         self.partial = partial
         self.reverse = reverse
         self.extrapolated = False
+        self.annotations: list = []
 
     @property
     def timestamp(self):
@@ -408,12 +410,13 @@ def _count(iv: _Interval):
 
 
 def _annotation_count(iv: _Interval):
-    # annotations are not raw values: this engine is given none (history of
-    # annotations is not kept), so the count is 0 wherever there is data
+    """Annotations (given apart from the raw values) in the interval."""
     w = iv.w
     if not w.times or iv.start > w.times[-1] or iv.end < w.times[0]:
         return iv.no_data()
-    return iv.timestamp, 0, sc.with_bits(sc.GOOD, sc.CALCULATED)
+    times = iv.annotations
+    count = bisect_left(times, iv.end) - bisect_left(times, iv.start)
+    return iv.timestamp, count, sc.with_bits(sc.GOOD, sc.CALCULATED)
 
 
 def _duration_in_state(non_zero: bool):
@@ -563,7 +566,8 @@ FUNCTIONS: dict[str, tuple[AggregateFunction, bool]] = {
 # --- the interval loop ----------------------------------------------------------------
 def process(aggregate: str, pages: Iterable[Iterable[tuple]], start, end, interval,
             *, stepped: bool = False,
-            config: AggregateConfiguration = AggregateConfiguration()) -> Iterator[ProcessedValue]:
+            config: AggregateConfiguration = AggregateConfiguration(),
+            annotations: Iterable = ()) -> Iterator[ProcessedValue]:
     """The processed values of ``aggregate`` over ``[start, end)``, interval by interval.
 
     ``pages`` yields pages of raw points ``(time_ms, value, status)`` in ascending time
@@ -584,6 +588,7 @@ def process(aggregate: str, pages: Iterable[Iterable[tuple]], start, end, interv
     if interval == 0:
         interval = high - low
     w = Window(pages, config)
+    annotation_times = sorted(annotations)
     if reverse:
         bounds = []
         t = high
@@ -592,11 +597,12 @@ def process(aggregate: str, pages: Iterable[Iterable[tuple]], start, end, interv
             bounds.append((s, t, s == low and t - s < interval))
             t = s
         bounds.reverse()  # computed forward over the data, returned latest first
-        results = list(_run(function, sets_partial, w, bounds, stepped, config, True))
+        results = list(_run(function, sets_partial, w, bounds, stepped, config, True,
+                            annotation_times))
         yield from reversed(results)
         return
     yield from _run(function, sets_partial, w, _forward_bounds(low, high, interval), stepped,
-                    config, False)
+                    config, False, annotation_times)
 
 
 def _forward_bounds(low, high, interval):
@@ -610,11 +616,12 @@ def _forward_bounds(low, high, interval):
         s = e
 
 
-def _run(function, sets_partial, w: Window, bounds, stepped, config, reverse):
+def _run(function, sets_partial, w: Window, bounds, stepped, config, reverse, annotations):
     extrapolating = False
     for s, e, partial in bounds:
         w.fill_to(e)
         iv = _Interval(w, s, e, stepped, config, partial, reverse)
+        iv.annotations = annotations
         timestamp, value, status = function(iv)
         extrapolating = extrapolating or iv.extrapolated
         if sets_partial:
