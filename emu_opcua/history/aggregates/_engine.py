@@ -564,39 +564,65 @@ FUNCTIONS: dict[str, tuple[AggregateFunction, bool]] = {
 
 
 # --- the interval loop ----------------------------------------------------------------
-def process(aggregate: str, pages: Iterable[Iterable[tuple]], start, end, interval,
+def process(aggregate: str | int, pages: Iterable[Iterable[tuple]], start, end, interval,
             *, stepped: bool = False,
             config: AggregateConfiguration = AggregateConfiguration(),
-            annotations: Iterable = ()) -> Iterator[ProcessedValue]:
+            annotations: Iterable = (), counter: bool = False) -> Iterator[ProcessedValue]:
     """The processed values of ``aggregate`` over ``[start, end)``, interval by interval.
 
-    ``pages`` yields pages of raw points ``(time_ms, value, status)`` in ascending time
-    (store pages as they come); they are consumed lazily. ``interval`` 0 means one
-    interval over the whole range. ``end < start`` gives the intervals in reverse order
-    (Part 11/13: aligned at ``start``, each stamped with its later bound).
+    ``aggregate`` is a name of :data:`~.catalogue.SUPPORTED_AGGREGATES` or its ns=0
+    numeric NodeId. ``pages`` yields pages of raw points ``(time_ms, value, status)`` in
+    ascending time (store pages as they come); they are consumed lazily, as the intervals
+    need them. ``interval`` 0 means one interval over the whole range. ``end < start``
+    returns the intervals latest first (OPC 10000-11 6.4: intervals aligned at ``start``
+    going back, the last one shortened at ``end``, each stamped with its later bound).
+
+    ``counter``: the variable is a counter (energy register): a Delta or DeltaBounds that
+    goes negative (reset, replaced meter) is Bad|Calculated without a value.
+    ``annotations``: annotation times, for AnnotationCount.
+
+    Bad requests raise at once: :class:`AggregateNotSupported`,
+    :class:`AggregateInvalidInputs`.
     """
-    try:
-        function, sets_partial = FUNCTIONS[aggregate]
-    except KeyError:
-        raise AggregateNotSupported(f"aggregate {aggregate!r} is not supported") from None
-    if interval < 0 or (interval != interval):
-        raise AggregateInvalidInputs(f"processing interval {interval!r} is negative")
+    from .catalogue import aggregate_name  # the catalogue is built on this module
+
+    function, sets_partial = FUNCTIONS[aggregate_name(aggregate)]
+    if not interval >= 0:  # negative or NaN
+        raise AggregateInvalidInputs(f"processing interval {interval!r} is not >= 0")
     if start == end:
         raise AggregateInvalidInputs("start and end time are equal")
+    if counter and function in (_delta, _delta_bounds):
+        function = _counter(function)
+    return _process(function, sets_partial, pages, start, end, interval, stepped, config,
+                    sorted(annotations))
+
+
+def _counter(function):
+    """A counter that went back is not consumption: report it as Bad."""
+    def compute(iv: _Interval):
+        timestamp, value, status = function(iv)
+        if value is not None and not sc.is_bad(status) and value < 0:
+            return timestamp, None, sc.with_bits(sc.BAD, sc.CALCULATED)
+        return timestamp, value, status
+    return compute
+
+
+def _process(function, sets_partial, pages, start, end, interval, stepped, config,
+             annotation_times):
     reverse = end < start
     low, high = (end, start) if reverse else (start, end)
     if interval == 0:
         interval = high - low
     w = Window(pages, config)
-    annotation_times = sorted(annotations)
     if reverse:
         bounds = []
         t = high
         while t > low:
             s = max(low, t - interval)
-            bounds.append((s, t, s == low and t - s < interval))
+            bounds.append((s, t, t - s < interval))
             t = s
-        bounds.reverse()  # computed forward over the data, returned latest first
+        bounds.reverse()  # computed forward over the data, returned latest first: the
+        # results (one per interval) are held, the raw points still stream
         results = list(_run(function, sets_partial, w, bounds, stepped, config, True,
                             annotation_times))
         yield from reversed(results)
