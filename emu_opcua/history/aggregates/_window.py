@@ -29,14 +29,14 @@ class AggregateConfiguration:
 class Window:
     """The raw points around one interval, fed from pages (ascending time)."""
 
-    __slots__ = ("times", "values", "statuses", "_rows", "_exhausted", "start_of_data",
+    __slots__ = ("times", "values", "statuses", "_pages", "_exhausted", "start_of_data",
                  "end_of_data", "tuab")
 
     def __init__(self, pages: Iterable[Iterable[tuple]], config: AggregateConfiguration):
         self.times: list = []
         self.values: list = []
         self.statuses: list[int] = []
-        self._rows: Iterator[tuple] = (row for page in pages for row in page)
+        self._pages: Iterator[Iterable[tuple]] = iter(pages)
         self._exhausted = False
         self.start_of_data = None  # time of the first raw point (BadNoData placeholders aside)
         self.end_of_data = None  # time of the last raw point, once the input is exhausted
@@ -52,27 +52,45 @@ class Window:
 
     # --- feeding ------------------------------------------------------------------------
     def fill_to(self, end) -> None:
-        """Read rows until one Good row lies after ``end`` (the late bound), or no more."""
+        """Read pages until one Good row lies after ``end`` (the late bound), or no more.
+
+        Pages are taken whole (columns extended at C speed): the window runs at most one
+        page ahead of what the interval needs."""
         if self._exhausted:
             return
         times, values, statuses = self.times, self.values, self.statuses
-        good = self.good
-        if times and times[-1] > end and good(statuses[-1]):
-            return
-        for t, v, s in self._rows:
-            if s & sc.CODE_MASK == sc.BAD_NO_DATA:
-                continue  # archive placeholders ("no data yet") are not raw values
-            if times and t < times[-1]:
-                raise ValueError(f"raw points out of order: {t} after {times[-1]}")
-            if self.start_of_data is None:
-                self.start_of_data = t
-            times.append(t)
-            values.append(v)
-            statuses.append(s)
-            if t > end and good(s):
+        while not (times and times[-1] > end and self._good_after(end)):
+            page = next(self._pages, None)
+            if page is None:
+                self._exhausted = True
+                self.end_of_data = times[-1] if times else None
                 return
-        self._exhausted = True
-        self.end_of_data = times[-1] if times else None
+            if not page:
+                continue
+            ss = [row[2] for row in page]  # (zip(*page) is five times slower)
+            if max(ss) >= sc.BAD and any(  # only Bad rows can be BadNoData placeholders
+                    s & sc.CODE_MASK == sc.BAD_NO_DATA for s in ss if s >= sc.BAD):
+                page = [row for row in page if row[2] & sc.CODE_MASK != sc.BAD_NO_DATA]
+                if not page:
+                    continue
+                ss = [row[2] for row in page]
+            ts = [row[0] for row in page]
+            vs = [row[1] for row in page]
+            if times and ts[0] < times[-1]:
+                raise ValueError(f"raw points out of order: {ts[0]} after {times[-1]}")
+            if self.start_of_data is None:
+                self.start_of_data = ts[0]
+            times.extend(ts)
+            values.extend(vs)
+            statuses.extend(ss)
+
+    def _good_after(self, end) -> bool:
+        """A Good row lies after ``end``."""
+        statuses, good = self.statuses, self.good
+        for i in range(bisect_right(self.times, end), len(statuses)):
+            if good(statuses[i]):
+                return True
+        return False
 
     def trim_before(self, start) -> None:
         """Drop rows no interval starting at ``start`` or later needs: keep the second
