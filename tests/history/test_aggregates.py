@@ -145,3 +145,35 @@ def test_a_counter_reset_is_bad_never_a_huge_negative():
                          config=GOOD_CONFIG, counter=True))
     assert [r.value for r in delta] == [3.0, None, 3.0, 3.0]  # 2nd: 104, 105, 3, 4
     assert delta[1].status == sc.with_bits(sc.BAD, sc.CALCULATED)
+
+
+def random_pages(seed: int, rows: int = 400):
+    import random
+    rng = random.Random(seed)
+    statuses = [sc.GOOD] * 8 + [sc.BAD, sc.UNCERTAIN, sc.UNCERTAIN_DATA_SUB_NORMAL]
+    t, points = 0, []
+    for _ in range(rows):
+        t += rng.choice([500, 1000, 3000, 7000])
+        points.append((t, rng.uniform(-50, 50), rng.choice(statuses)))
+    return [points[i:i + 37] for i in range(0, rows, 37)], t
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("aggregate", ["TimeAverage", "Total", "Average"])
+def test_fast_paths_agree_with_the_general_rules(monkeypatch, seed, aggregate):
+    """The C-speed paths for Good data must give what the region rules give."""
+    from emu_opcua.history.aggregates import _engine
+
+    pages, last = random_pages(seed)
+    for stepped in (False, True):
+        for tuab in (False, True):
+            config = AggregateConfiguration(treat_uncertain_as_bad=tuab)
+            args = (aggregate, pages, 0, last + 20_000, 10_000)
+            fast = list(process(*args, stepped=stepped, config=config))
+            with monkeypatch.context() as m:
+                m.setattr(_engine, "_time_average_all_good", lambda iv, total_only: None)
+                m.setattr(_engine, "_all_good_average", lambda iv: None)
+                general = list(process(*args, stepped=stepped, config=config))
+            assert [(r.timestamp, r.status) for r in fast] == \
+                [(r.timestamp, r.status) for r in general]
+            assert [r.value for r in fast] == pytest.approx([r.value for r in general])

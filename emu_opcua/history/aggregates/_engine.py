@@ -195,14 +195,24 @@ def _interpolative(iv: _Interval):
     return iv.timestamp, value, status
 
 
+def _all_good_average(iv: _Interval):
+    """Average when every raw value is exactly Good (0): the common case, at C speed."""
+    w = iv.w
+    statuses = w.statuses[iv.i0:iv.i1]
+    if any(statuses):
+        return None
+    return iv.timestamp, math.fsum(w.values[iv.i0:iv.i1]) / len(statuses), \
+        sc.with_bits(sc.GOOD, sc.CALCULATED)
+
+
 def _average(iv: _Interval):
     w = iv.w
     statuses = w.statuses[iv.i0:iv.i1]
     if not statuses:
         return iv.no_data()
-    if not any(statuses):  # all exactly Good (0): the common case, at C speed
-        return iv.timestamp, math.fsum(w.values[iv.i0:iv.i1]) / len(statuses), \
-            sc.with_bits(sc.GOOD, sc.CALCULATED)
+    fast = _all_good_average(iv)
+    if fast is not None:
+        return fast
     total = 0.0
     count = 0
     for v, s in zip(w.values[iv.i0:iv.i1], statuses):
@@ -253,11 +263,13 @@ def _time_average(simple: bool, total_only: bool):
 
 
 def _time_average_all_good(iv: _Interval, total_only: bool):
-    """TimeAverage/Total of an interval whose raw values and interpolated bounds are all
-    Good: the trapezoids (or steps) summed at C speed; None when anything is not Good."""
+    """TimeAverage/Total when both interpolated bounds are Good: the trapezoids (or steps)
+    between the points Good for calculation, summed at C speed; points not Good for
+    calculation are skipped (the result is then UncertainDataSubNormal, as the regions of
+    Part 13 5.4.3.4 give). None when a bound is not Good (the general path decides)."""
     w = iv.w
     i0, i1 = iv.i0, iv.i1
-    if any(w.statuses[i0:i1]) or not w.times or iv.end < w.times[0]:
+    if not w.times or iv.end < w.times[0]:
         return None
     if w.end_of_data is not None and iv.start > w.end_of_data:
         return None
@@ -265,16 +277,32 @@ def _time_average_all_good(iv: _Interval, total_only: bool):
     v1, s1 = iv.interpolated(iv.end)
     if s0 & sc.SEVERITY_MASK or s1 & sc.SEVERITY_MASK:
         return None
-    ts = [iv.start, *w.times[i0:i1], iv.end]
-    vs = [v0, *w.values[i0:i1], v1]
-    dts = list(map(sub, ts[1:], ts[:-1]))
-    if iv.stepped:
-        total = math.fsum(map(mul, vs[:-1], dts))
+    status = sc.GOOD
+    ts = w.times[i0:i1]
+    vs = w.values[i0:i1]
+    statuses = w.statuses[i0:i1]
+    if any(statuses) and any(s & sc.SEVERITY_MASK for s in statuses):
+        status = sc.UNCERTAIN_DATA_SUB_NORMAL
+        good = w.good
+        keep = [i for i, s in enumerate(statuses) if good(s)]
+        ts = [ts[i] for i in keep]
+        vs = [vs[i] for i in keep]
+    n = len(ts)
+    if n == 0:  # no raw point inside: one segment between the bounds
+        dt = iv.end - iv.start
+        total = v0 * dt if iv.stepped else (v0 + v1) * dt / 2
     else:
-        total = math.fsum(map(mul, map(add, vs[:-1], vs[1:]), dts)) / 2
+        head = ts[0] - iv.start
+        tail = iv.end - ts[-1]
+        dts = map(sub, ts[1:], ts)
+        if iv.stepped:
+            total = v0 * head + math.fsum(map(mul, vs, dts)) + vs[-1] * tail
+        else:
+            total = ((v0 + vs[0]) * head + math.fsum(map(mul, map(add, vs, vs[1:]), dts))
+                     + (vs[-1] + v1) * tail) / 2
     total /= 1000.0  # value x seconds
     value = total if total_only else total / ((iv.end - iv.start) / 1000.0)
-    return iv.timestamp, value, sc.with_bits(sc.GOOD, sc.CALCULATED)
+    return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
 
 
 def _min_max(kind: str, actual_time: bool):
