@@ -228,6 +228,9 @@ def _average(iv: _Interval):
 def _time_average(simple: bool, total_only: bool):
     def compute(iv: _Interval):
         if not simple:
+            # Part 13 v1.05 5.4.3.6: TimeAverage (and Total, TimeAverage x interval) always
+            # uses sloped lines, whatever the variable's Stepped (Mantis 5210)
+            iv.stepped = False
             fast = _time_average_all_good(iv, total_only)
             if fast is not None:
                 return fast
@@ -263,7 +266,7 @@ def _time_average(simple: bool, total_only: bool):
 
 
 def _time_average_all_good(iv: _Interval, total_only: bool):
-    """TimeAverage/Total when both interpolated bounds are Good: the trapezoids (or steps)
+    """TimeAverage/Total when both interpolated bounds are Good: the trapezoids
     between the points Good for calculation, summed at C speed; points not Good for
     calculation are skipped (the result is then UncertainDataSubNormal, as the regions of
     Part 13 5.4.3.4 give). None when a bound is not Good (the general path decides)."""
@@ -288,18 +291,15 @@ def _time_average_all_good(iv: _Interval, total_only: bool):
         ts = [ts[i] for i in keep]
         vs = [vs[i] for i in keep]
     n = len(ts)
+    # sloped lines only (TimeAverage and Total, see _time_average)
     if n == 0:  # no raw point inside: one segment between the bounds
-        dt = iv.end - iv.start
-        total = v0 * dt if iv.stepped else (v0 + v1) * dt / 2
+        total = (v0 + v1) * (iv.end - iv.start) / 2
     else:
         head = ts[0] - iv.start
         tail = iv.end - ts[-1]
         dts = map(sub, ts[1:], ts)
-        if iv.stepped:
-            total = v0 * head + math.fsum(map(mul, vs, dts)) + vs[-1] * tail
-        else:
-            total = ((v0 + vs[0]) * head + math.fsum(map(mul, map(add, vs, vs[1:]), dts))
-                     + (vs[-1] + v1) * tail) / 2
+        total = ((v0 + vs[0]) * head + math.fsum(map(mul, map(add, vs, vs[1:]), dts))
+                 + (vs[-1] + v1) * tail) / 2
     total /= 1000.0  # value x seconds
     value = total if total_only else total / ((iv.end - iv.start) / 1000.0)
     return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
