@@ -27,9 +27,16 @@ Rules worth knowing (Part 13 and the Annex A data):
 * Interpolated bounds skip Bad data (the bound becomes UncertainDataSubNormal); simple
   bounds use the raw points next to the boundary: sloped between them when both are
   Good, stepped (the earlier value with its quality) otherwise.
+* TimeAverage and Total always draw sloped lines between points, also for stepped
+  variables (Part 13 v1.05 5.4.3.6, Mantis 5210); TimeAverage2/Total2 follow Stepped.
 * Average, Count, Delta, Minimum..Range and the statistics use Good raw values only
   (Uncertain values make the result UncertainDataSubNormal, they are not used).
 * Intervals after the end of data are BadNoData (no extrapolation of whole intervals).
+* AnnotationCount counts the annotation times given to :func:`process` (Part 13
+  5.4.3.20), not raw values; with no annotation history the OPC UA layer may rather
+  answer BadAggregateNotSupported for it.
+* Reverse order (end before start) keeps the half-open ``[start, end)`` membership of raw
+  points of the forward computation; only the alignment and the order change.
 
 Energy counters (datalog kWh registers):
 
