@@ -96,16 +96,19 @@ class Window:
         """Drop rows no interval starting at ``start`` or later needs: keep the second
         last good row before ``start`` (sloped extrapolation) and everything after it."""
         times, statuses, good = self.times, self.statuses, self.good
-        i = bisect_left(times, start) - 1
+        last_before = bisect_left(times, start) - 1
+        keep = last_before  # no Good row before: only the simple bound's raw point
         goods = 0
+        i = last_before
         while i >= 0:
             if good(statuses[i]):
+                keep = i
                 goods += 1
                 if goods == 2:
                     break
             i -= 1
-        if i > 0:
-            del self.times[:i], self.values[:i], self.statuses[:i]
+        if keep > 0:
+            del self.times[:keep], self.values[:keep], self.statuses[:keep]
 
     # --- lookups ------------------------------------------------------------------------
     def span(self, start, end) -> tuple[int, int]:
