@@ -150,16 +150,18 @@ def test_a_counter_reset_is_bad_never_a_huge_negative():
 def random_pages(seed: int, rows: int = 400):
     import random
     rng = random.Random(seed)
-    statuses = [sc.GOOD] * 8 + [sc.BAD, sc.UNCERTAIN, sc.UNCERTAIN_DATA_SUB_NORMAL]
+    statuses = [sc.GOOD] * 30 + [sc.BAD, sc.UNCERTAIN, sc.UNCERTAIN_DATA_SUB_NORMAL]
     t, points = 0, []
     for _ in range(rows):
         t += rng.choice([500, 1000, 3000, 7000])
-        points.append((t, rng.uniform(-50, 50), rng.choice(statuses)))
+        # a few repeated values: MultiValue cases for the minimum and maximum
+        points.append((t, float(rng.randint(-8, 8)), rng.choice(statuses)))
     return [points[i:i + 37] for i in range(0, rows, 37)], t
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("aggregate", ["TimeAverage", "Total", "Average"])
+@pytest.mark.parametrize("aggregate", ["TimeAverage", "Total", "Average", "Minimum",
+                                       "MaximumActualTime", "Range"])
 def test_fast_paths_agree_with_the_general_rules(monkeypatch, seed, aggregate):
     """The C-speed paths for Good data must give what the region rules give."""
     from emu_opcua.history.aggregates import _engine
@@ -173,6 +175,7 @@ def test_fast_paths_agree_with_the_general_rules(monkeypatch, seed, aggregate):
             with monkeypatch.context() as m:
                 m.setattr(_engine, "_time_average_all_good", lambda iv, total_only: None)
                 m.setattr(_engine, "_all_good_average", lambda iv: None)
+                m.setattr(_engine, "_all_good_min_max", lambda iv, kind, actual_time: None)
                 general = list(process(*args, stepped=stepped, config=config))
             assert [(r.timestamp, r.status) for r in fast] == \
                 [(r.timestamp, r.status) for r in general]

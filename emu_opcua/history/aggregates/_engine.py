@@ -311,6 +311,9 @@ def _min_max(kind: str, actual_time: bool):
         w = iv.w
         if iv.i0 == iv.i1:
             return iv.no_data()
+        fast = _all_good_min_max(iv, kind, actual_time)
+        if fast is not None:
+            return fast
         good = w.good
         best = None
         best_t = None
@@ -349,6 +352,25 @@ def _min_max(kind: str, actual_time: bool):
         timestamp = best_t if actual_time else iv.timestamp
         return timestamp, value, sc.with_bits(status, bits)
     return compute
+
+
+def _all_good_min_max(iv: _Interval, kind: str, actual_time: bool):
+    """Minimum/Maximum/Range when every raw value is exactly Good (0), at C speed."""
+    w = iv.w
+    if any(w.statuses[iv.i0:iv.i1]):
+        return None
+    vs = [float(v) for v in w.values[iv.i0:iv.i1]]
+    if kind == "range":
+        return iv.timestamp, max(vs) - min(vs), sc.with_bits(sc.GOOD, sc.CALCULATED)
+    best = min(vs) if kind == "min" else max(vs)
+    first = vs.index(best)
+    t = w.times[iv.i0 + first]
+    bits = 0
+    if not actual_time and t != iv.start:
+        bits |= sc.CALCULATED
+    if vs.count(best) > 1:
+        bits |= sc.MULTI_VALUE
+    return (t if actual_time else iv.timestamp), best, sc.with_bits(sc.GOOD, bits)
 
 
 def _min_max2(kind: str, actual_time: bool):
@@ -566,15 +588,19 @@ def _statistics(sample: bool, root: bool):
     def compute(iv: _Interval):
         w = iv.w
         statuses = w.statuses[iv.i0:iv.i1]
-        xs = [float(v) for v, s in zip(w.values[iv.i0:iv.i1], statuses) if sc.is_good(s)]
+        if not any(statuses):  # all exactly Good: no filtering
+            xs = [float(v) for v in w.values[iv.i0:iv.i1]]
+        else:
+            xs = [float(v) for v, s in zip(w.values[iv.i0:iv.i1], statuses) if sc.is_good(s)]
         n = len(xs)
         if n == 0:
             return iv.no_data()
         status = sc.GOOD if n == len(statuses) else sc.UNCERTAIN_DATA_SUB_NORMAL
         if n == 1:  # one value has no spread (also for the sample statistics)
             return iv.timestamp, 0.0, sc.with_bits(status, sc.CALCULATED)
-        mean = sum(xs) / n
-        variance = sum((x - mean) ** 2 for x in xs) / (n - 1 if sample else n)
+        mean = math.fsum(xs) / n
+        deviations = [x - mean for x in xs]
+        variance = math.fsum(map(mul, deviations, deviations)) / (n - 1 if sample else n)
         value = math.sqrt(variance) if root else variance
         return iv.timestamp, value, sc.with_bits(status, sc.CALCULATED)
     return compute
