@@ -65,6 +65,22 @@ def test_invalid_inputs_are_refused_at_once():
         process("Average", [], 1000, 1000, 10)
 
 
+@pytest.mark.parametrize("field", ["percent_data_bad", "percent_data_good"])
+@pytest.mark.parametrize("value", [-1, 101, 50.5, True])
+def test_a_configuration_out_of_range_is_rejected(field, value):
+    from emu_opcua.history.aggregates import AggregateConfigurationRejected
+    with pytest.raises(AggregateConfigurationRejected, match=field):
+        AggregateConfiguration(**{field: value})
+
+
+def test_each_error_names_its_opc_ua_status_code():
+    from emu_opcua.history.aggregates import AggregateConfigurationRejected
+    assert AggregateNotSupported.status_code == ua.StatusCodes.BadAggregateNotSupported
+    assert AggregateInvalidInputs.status_code == ua.StatusCodes.BadAggregateInvalidInputs
+    assert AggregateConfigurationRejected.status_code == \
+        ua.StatusCodes.BadAggregateConfigurationRejected
+
+
 def hourly(days: int, pulled: list[int], value=lambda i: float(i % 24)):
     """Pages of one day of hourly Good points each, counting the pages pulled."""
     for day in range(days):

@@ -54,8 +54,9 @@ Energy counters (datalog kWh registers):
 """
 
 from ._engine import AggregateInvalidInputs, AggregateNotSupported, ProcessedValue, process
-from ._window import AggregateConfiguration
+from ._window import AggregateConfiguration, AggregateConfigurationRejected
 from .catalogue import NODE_IDS, SUPPORTED_AGGREGATES, aggregate_name
 
-__all__ = ["AggregateConfiguration", "AggregateInvalidInputs", "AggregateNotSupported",
+__all__ = ["AggregateConfiguration", "AggregateConfigurationRejected",
+           "AggregateInvalidInputs", "AggregateNotSupported",
            "NODE_IDS", "ProcessedValue", "SUPPORTED_AGGREGATES", "aggregate_name", "process"]

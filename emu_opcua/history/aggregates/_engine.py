@@ -25,9 +25,13 @@ class ProcessedValue:
 class AggregateNotSupported(ValueError):
     """The aggregate is not one this engine computes (-> BadAggregateNotSupported)."""
 
+    status_code = sc.BAD_AGGREGATE_NOT_SUPPORTED
+
 
 class AggregateInvalidInputs(ValueError):
     """The request cannot be processed as given (-> BadAggregateInvalidInputs)."""
+
+    status_code = sc.BAD_AGGREGATE_INVALID_INPUTS
 
 
 class _Interval:

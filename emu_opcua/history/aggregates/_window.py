@@ -11,9 +11,21 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 
-from attrs import frozen
+from attrs import field, frozen
 
 from . import status as sc
+
+
+class AggregateConfigurationRejected(ValueError):
+    """An AggregateConfiguration outside its ranges (-> BadAggregateConfigurationRejected)."""
+
+    status_code = sc.BAD_AGGREGATE_CONFIGURATION_REJECTED
+
+
+def _percent(instance, attribute, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise AggregateConfigurationRejected(
+            f"{attribute.name} must be a whole percentage 0..100, got {value!r}")
 
 
 @frozen
@@ -21,8 +33,8 @@ class AggregateConfiguration:
     """OPC 10000-13 AggregateConfiguration (the server defaults of Part 13 4.2.1.2)."""
 
     treat_uncertain_as_bad: bool = True
-    percent_data_bad: int = 100
-    percent_data_good: int = 100
+    percent_data_bad: int = field(default=100, validator=_percent)
+    percent_data_good: int = field(default=100, validator=_percent)
     use_sloped_extrapolation: bool = False
 
 
