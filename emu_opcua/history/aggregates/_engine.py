@@ -38,7 +38,7 @@ class _Interval:
     """What an aggregate function sees of one interval."""
 
     __slots__ = ("w", "start", "end", "i0", "i1", "stepped", "config", "partial",
-                 "reverse", "extrapolated", "annotations")
+                 "reverse", "annotations")
 
     def __init__(self, w: Window, start, end, stepped: bool, config: AggregateConfiguration,
                  partial: bool, reverse: bool):
@@ -50,7 +50,6 @@ class _Interval:
         self.config = config
         self.partial = partial
         self.reverse = reverse
-        self.extrapolated = False
         self.annotations: list = []
 
     @property
@@ -61,11 +60,7 @@ class _Interval:
         return self.timestamp, None, sc.BAD_NO_DATA
 
     def interpolated(self, t):
-        value, status, extrapolated = self.w.interpolated_bound(
-            t, self.stepped, self.config.use_sloped_extrapolation)
-        if extrapolated:
-            self.extrapolated = True
-        return value, status
+        return self.w.interpolated_bound(t, self.stepped, self.config.use_sloped_extrapolation)
 
     def raw_points(self) -> list[tuple]:
         w = self.w
@@ -734,14 +729,12 @@ def _forward_bounds(low, high, interval):
 
 
 def _run(function, sets_partial, w: Window, bounds, stepped, config, reverse, annotations):
-    extrapolating = False
     for s, e, partial in bounds:
         w.fill_to(e)
         iv = _Interval(w, s, e, stepped, config, partial, reverse)
         iv.annotations = annotations
         timestamp, value, status = function(iv)
-        extrapolating = extrapolating or iv.extrapolated
-        if sets_partial:
+        if sets_partial:  # the interval holds the start or the end of the data
             if w.start_of_data is not None and s < w.start_of_data < e:
                 status = sc.with_bits(status, sc.PARTIAL)
             if (not reverse and w.end_of_data is not None

@@ -145,16 +145,16 @@ class Window:
 
     # --- bounding values (OPC 10000-13 5.4) ---------------------------------------------
     def interpolated_bound(self, t, stepped: bool, sloped_extrapolation: bool):
-        """Interpolated bounding value at ``t``: (value, status, extrapolated); bad data
-        around ``t`` is skipped (the value becomes UncertainDataSubNormal)."""
+        """Interpolated bounding value at ``t``: (value, status); bad data around ``t`` is
+        skipped (the value becomes UncertainDataSubNormal), and so is extrapolation."""
         times, values, statuses = self.times, self.values, self.statuses
         i = bisect_left(times, t)
         n = len(times)
         if i < n and times[i] == t and self.good(statuses[i]):
-            return values[i], statuses[i], False
+            return values[i], statuses[i]
         e = self.early(i)
         if e < 0:
-            return None, sc.BAD_NO_DATA, False
+            return None, sc.BAD_NO_DATA
         j = bisect_right(times, t)
         late = self.late(j)
         if not stepped:
@@ -163,17 +163,16 @@ class Window:
                 status = sc.GOOD
                 if not sc.is_good(statuses[e]) or not sc.is_good(statuses[late]) or late != e + 1:
                     status = sc.UNCERTAIN_DATA_SUB_NORMAL
-                return value, sc.with_bits(status, sc.INTERPOLATED), False
+                return value, sc.with_bits(status, sc.INTERPOLATED)
             if sloped_extrapolation:
                 e2 = self.early(e)
                 if e2 >= 0:
                     value = _slope(t, times[e2], values[e2], times[e], values[e])
-                    return value, sc.with_bits(sc.UNCERTAIN_DATA_SUB_NORMAL, sc.INTERPOLATED), True
+                    return value, sc.with_bits(sc.UNCERTAIN_DATA_SUB_NORMAL, sc.INTERPOLATED)
         status = sc.GOOD if sc.is_good(statuses[e]) else sc.UNCERTAIN_DATA_SUB_NORMAL
-        extrapolated = e + 1 >= n or t > times[e + 1]
-        if extrapolated:
+        if e + 1 >= n or t > times[e + 1]:  # extrapolated, or Bad data skipped
             status = sc.UNCERTAIN_DATA_SUB_NORMAL
-        return values[e], sc.with_bits(status, sc.INTERPOLATED), extrapolated
+        return values[e], sc.with_bits(status, sc.INTERPOLATED)
 
     def simple_bound(self, t, stepped: bool):
         """Simple bounding value at ``t`` (the raw points next to ``t``, bad or not):
