@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from operator import add, mul, sub
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from operator import add, mul, sub
 
 from attrs import frozen
 
