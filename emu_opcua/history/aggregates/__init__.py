@@ -14,6 +14,8 @@ Streaming: :func:`process` pulls rows from the page iterator only as far as the 
 interval needs (up to the first Good row after it) and drops rows older than the second
 last Good row before the next interval, so a ten-year query at a daily interval holds
 about one day of rows (reverse order holds the results, one per interval, not the rows).
+The one exception is a stretch without any Good row: the late bound is the next Good row,
+so the window reads ahead to it (an iterator cannot seek).
 
 Conformance: tests/history/test_aggregate_conformance.py runs all 159 tables of Part 13
 Annex A (our fixture, converted by tools/convert_aggregate_examples.py); where the file
