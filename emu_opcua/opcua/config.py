@@ -76,6 +76,7 @@ class ServerConfig:
     trust_all_clients: bool = False  # accept any client certificate (else: pki/trusted only)
     users: tuple[UserConfig, ...] = ()
     meters: tuple[MeterConfig, ...] = ()
+    max_history_continuation_points: int = 10  # per session; the oldest is dropped beyond
     source: str = "<config>"
 
     @property

@@ -253,18 +253,20 @@ class LocalizedSession(InternalSession):
         return self.localizer.localize_browse(results, self.locale)
 
 
-def install(server: Server, model: MeterModel) -> Localizer:
+def install(server: Server, model: MeterModel, *,
+            session_class: type[LocalizedSession] = LocalizedSession) -> Localizer:
     """Make ``server`` answer client sessions in their locale; call once, after building ``model``.
 
-    Sessions created from now on are :class:`LocalizedSession`; ``InternalServer.
-    create_session`` is replaced on this server's instance only, with the same arguments.
+    Sessions created from now on are ``session_class`` (:class:`LocalizedSession` or a
+    subclass); ``InternalServer.create_session`` is replaced on this server's instance
+    only, with the same arguments.
     """
     localizer = Localizer.from_nodeset(model.namespace_index, model.meters)
     iserver = server.iserver
 
     def create_session(name: str, *args: Any, **kwargs: Any) -> LocalizedSession:
-        return LocalizedSession(iserver, iserver.aspace, iserver.subscription_service, name, *args,
-                                localizer=localizer, **kwargs)
+        return session_class(iserver, iserver.aspace, iserver.subscription_service, name, *args,
+                             localizer=localizer, **kwargs)
 
     iserver.create_session = create_session
     return localizer

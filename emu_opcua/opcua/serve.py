@@ -23,8 +23,9 @@ from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
+from emu_opcua.history.store import HistoryStore
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization
+from emu_opcua.opcua import history, localization
 from emu_opcua.opcua.config import MeterConfig, ServerConfig, load_config
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
@@ -65,16 +66,23 @@ def load_register_map(meter: MeterConfig) -> RegisterMap:
     return attrs.evolve(register_map, unit_id=meter.unit_id)
 
 
+class GatewaySession(history.HistorySessionMixin, localization.LocalizedSession):
+    """A client session: texts in its locale, history with its own continuation points."""
+
+
 class GatewayServer:
     """An asyncua server, the meter model, and one poller per meter.
 
     ``async with GatewayServer(config):`` starts everything; leaving stops the pollers,
-    closes every meter connection and stops the server.
+    closes every meter connection and stops the server. With ``history_store`` the
+    datalog's quantities are historized variables answered from that store.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, history_store: HistoryStore | None = None) -> None:
         self.config = config
         self.server = Server()
+        self.history_store = history_store
+        self.history: history.HistoryService | None = None
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
@@ -90,8 +98,14 @@ class GatewayServer:
         await self.server.init()
         self.server.set_endpoint(config.endpoint)
         await configure_security(self.server, config)
-        self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
-        localization.install(self.server, self.model)  # DisplayName/Description in each session's locale
+        self.model = await MeterModel.build(self.server, [m.name for m in config.meters],
+                                            history=self.history_store is not None)
+        # DisplayName/Description in each session's locale; history per session
+        localization.install(self.server, self.model, session_class=GatewaySession)
+        if self.history_store is not None:
+            self.history = await history.install(
+                self.server, self.model, self.history_store,
+                max_continuation_points=config.max_history_continuation_points)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
