@@ -352,3 +352,57 @@ async def test_read_at_time_interpolates_sloped_and_holds_stepped(setup: Setup):
             assert dv.StatusCode.value == ua.StatusCodes.Good | 0x0402
         # before the first row
         assert e[3].StatusCode.value == ua.StatusCodes.BadNoData and values(r_energy)[3] is None
+
+
+# --- interop: node-opcua's client ------------------------------------------------------------
+async def node_history(setup: Setup, node_id: ua.NodeId, request: dict) -> dict:
+    import asyncio
+    import json
+
+    from tests.opcua.test_interop import INTEROP, node_or_fail
+
+    node = node_or_fail()
+    proc = await asyncio.create_subprocess_exec(
+        node, str(INTEROP / "read_history.mjs"), setup.endpoint.replace("0.0.0.0", "127.0.0.1"),
+        node_id.to_string(), json.dumps(request), cwd=INTEROP,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail("node read_history.mjs did not finish within 60 s")
+    assert proc.returncode == 0, f"node-opcua client failed:\n{err.decode(errors='replace')}"
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, f"no output from the node-opcua client; stderr:\n{err.decode(errors='replace')}"
+    return json.loads(lines[-1])
+
+
+async def test_node_opcua_reads_raw_history_through_continuation_points_with_bounds(setup: Setup):
+    power = setup.q("boiler", "active_power_total")
+    got = await node_history(setup, power, {"mode": "raw", "start": (T0 + 30 * STEP + 1) * 1000,
+                                            "end": (TIE + 1) * 1000, "numValuesPerNode": 3, "returnBounds": True})
+    # the bound before (30), 31..39, the five rows sharing a timestamp, no bound after: LAST
+    want = [float(i) for i in range(30, 40)] + [7.0 + k / 1000 for k in range(5)] + [None]
+    assert [v["v"] for v in got["values"]] == want
+    assert got["values"][-1]["s"] == ua.StatusCodes.BadBoundNotFound
+    assert got["values"][-1]["t"] == (TIE + 1) * 1000
+    assert [p["count"] for p in got["pages"]] == [3, 3, 3, 3, 3, 1]
+    assert all(p["statusCode"] == 0 for p in got["pages"])
+    # newest first, no bounds
+    got = await node_history(setup, power, {"mode": "raw", "start": (T0 + 3 * STEP) * 1000,
+                                            "end": T0 * 1000, "numValuesPerNode": 2})
+    assert [v["v"] for v in got["values"]] == [3.0, 2.0, 1.0]
+    assert [v["t"] for v in got["values"]] == [(T0 + i * STEP) * 1000 for i in (3, 2, 1)]
+
+
+async def test_node_opcua_reads_at_time(setup: Setup):
+    energy = setup.q("boiler", "active_energy_import_t1")
+    times_ms = [(T0 + STEP) * 1000, int((T0 + 1.5 * STEP) * 1000), (T0 - 60) * 1000]
+    for simple in (True, False):
+        got = await node_history(setup, energy, {"mode": "attime", "times": times_ms, "useSimpleBounds": simple})
+        values_ = got["values"]
+        assert [v["t"] for v in values_] == times_ms
+        assert values_[0]["v"] == 1.0 and values_[0]["s"] == 0
+        assert values_[1]["v"] == pytest.approx(1.5) and values_[1]["s"] == 0x0402
+        assert values_[2]["v"] is None and values_[2]["s"] == ua.StatusCodes.BadNoData
