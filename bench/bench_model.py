@@ -110,8 +110,10 @@ async def check() -> int:
         for name in names:
             items: list = []
             waiting: list = []
-            m._meter_items(name, built.namespace_index, built.folder, items, waiting, True, HISTORY)
+            references: list = []
+            m._meter_items(name, built.namespace_index, built.folder, items, waiting, True, HISTORY, references)
             await m._add_nodes(server, items)
+            await m._add_references(server, references)
             for node_id in waiting:
                 await server.write_attribute_value(node_id, ua.DataValue(StatusCode=m._WAITING))
         return server

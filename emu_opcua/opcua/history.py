@@ -24,10 +24,12 @@ The rules are in :mod:`emu_opcua.history.raw` (sans-IO); this module maps them t
 - **Nodes.** Each historized variable (every quantity the datalog carries) has
   Historizing true, HistoryRead in AccessLevel and UserAccessLevel, and an
   ``HA Configuration`` object (HasHistoricalConfiguration) with Stepped, StartOfArchive,
-  StartOfOnlineArchive and AggregateConfiguration (OPC 10000-13 defaults). They are part
-  of the meter template of ``model.py``, so every meter after the first shares them;
-  StartOfArchive / StartOfOnlineArchive answer through one value callback per
-  variable, which finds the meter in the node id and asks the store for its oldest row.
+  StartOfOnlineArchive and AggregateConfiguration (OPC 10000-13 defaults): one per meter
+  for its stepped variables, one for its sloped ones (``<meter>.HAConfiguration.Stepped``
+  / ``.Sloped``; one per variable would nearly double a meter's nodes). They are part of
+  the meter template of ``model.py``, so every meter after the first shares their
+  attributes; StartOfArchive / StartOfOnlineArchive answer through a value callback
+  that finds the meter in the node id and asks the store for its oldest row.
 - **Server capabilities**: HistoryServerCapabilities (AccessHistoryDataCapability,
   MaxReturnDataValues, ServerTimestampSupported, every insert/replace/update/delete
   false) and ServerCapabilities/MaxHistoryContinuationPoints.
@@ -118,11 +120,14 @@ def _object(node_id: ua.NodeId, parent: ua.NodeId, ref: int, name: str, type_id:
                            NodeAttributes=attrs, TypeDefinition=ua.NodeId(type_id))
 
 
-def configuration_items(variable: ua.NodeId, quantity: Quantity) -> list[ua.AddNodesItem]:
-    """The ``HA Configuration`` object of a historized variable and its children
-    (OPC 10000-11 5.2.2, HistoricalDataConfigurationType), as AddNodes items."""
+def configuration_items(variable: ua.NodeId, meter: str, stepped: bool) -> list[ua.AddNodesItem]:
+    """A meter's ``HA Configuration`` object for its stepped (or sloped) historized
+    variables, and its children (OPC 10000-11 5.2.2, HistoricalDataConfigurationType), as
+    AddNodes items with ``variable`` the first to reference it. The others reference it
+    through :func:`configuration_references`: a meter has two HA Configurations, not one
+    per variable (what differs between its variables is Stepped; all share the archive)."""
     idx = variable.NamespaceIndex
-    base = f"{variable.Identifier}.{HA_CONFIGURATION}"
+    base = f"{meter}.{HA_CONFIGURATION}.{'Stepped' if stepped else 'Sloped'}"
 
     def nid(*path: str) -> ua.NodeId:
         return ua.NodeId(".".join((base, *path)), idx)
@@ -143,20 +148,29 @@ def configuration_items(variable: ua.NodeId, quantity: Quantity) -> list[ua.AddN
                   ua.ObjectIds.Byte, V(100, T.Byte)),
         _property(nid("AggregateConfiguration", "UseSlopedExtrapolation"), aggregates, "UseSlopedExtrapolation",
                   ua.ObjectIds.Boolean, V(False, T.Boolean)),
-        _property(nid("Stepped"), config, "Stepped", ua.ObjectIds.Boolean, V(raw.stepped(quantity), T.Boolean)),
+        _property(nid("Stepped"), config, "Stepped", ua.ObjectIds.Boolean, V(stepped, T.Boolean)),
         _property(nid("StartOfArchive"), config, "StartOfArchive", ua.ObjectIds.UtcTime, V(None, T.DateTime)),
         _property(nid("StartOfOnlineArchive"), config, "StartOfOnlineArchive", ua.ObjectIds.UtcTime,
                   V(None, T.DateTime)),
     ]
 
 
-#: Node id suffixes of the archive-start properties (answered by callback, per meter).
-ARCHIVE_START_SUFFIXES = (f".{HA_CONFIGURATION}.StartOfArchive", f".{HA_CONFIGURATION}.StartOfOnlineArchive")
+def configuration_references(variable: ua.NodeId, config: ua.NodeId) -> list[ua.AddReferencesItem]:
+    """HasHistoricalConfiguration from ``variable`` to an HA Configuration, both ways."""
+    ref = ua.NodeId(ua.ObjectIds.HasHistoricalConfiguration)
+    return [ua.AddReferencesItem(SourceNodeId=variable, ReferenceTypeId=ref, IsForward=True,
+                                 TargetNodeId=config, TargetNodeClass=ua.NodeClass.Object),
+            ua.AddReferencesItem(SourceNodeId=config, ReferenceTypeId=ref, IsForward=False,
+                                 TargetNodeId=variable, TargetNodeClass=ua.NodeClass.Variable)]
+
+
+#: The archive-start properties of an HA Configuration (answered by callback, per meter).
+ARCHIVE_START = ("StartOfArchive", "StartOfOnlineArchive")
 
 
 def is_configuration_node(suffix: str) -> bool:
     """Whether a meter node's id suffix (after the meter name) is part of an HA Configuration."""
-    return f".{HA_CONFIGURATION}" in suffix
+    return suffix.startswith(f".{HA_CONFIGURATION}.")
 
 
 # --- continuation points ------------------------------------------------------------------------
@@ -572,17 +586,15 @@ async def install(server: Server, model: MeterModel, store: HistoryStore, *,
         max_continuation_points, ua.VariantType.UInt16)
     for node, (value, vt) in values.items():
         await server.write_attribute_value(ua.NodeId(node), ua.DataValue(ua.Variant(value, vt)))
-    # the archive-start properties of the first meter's variables are every meter's
-    # (shared by the model's template); one callback answers for all, by node id
+    # the archive-start properties of the first meter are every meter's (their attributes
+    # are shared by the model's template); one callback answers for all, by node id
     if model.meters:
         first = next(iter(model.meters.values()))
         aspace = iserver.aspace
-        for code, node_id in first.quantities.items():
-            if code in HISTORIZED:
-                for suffix in ARCHIVE_START_SUFFIXES:
-                    aspace.set_attribute_value_callback(ua.NodeId(f"{node_id.Identifier}{suffix}",
-                                                                  node_id.NamespaceIndex),
-                                                        ua.AttributeIds.Value, service.archive_start)
+        for config in set(first.history.values()):
+            for name in ARCHIVE_START:
+                aspace.set_attribute_value_callback(ua.NodeId(f"{config.Identifier}.{name}", config.NamespaceIndex),
+                                                    ua.AttributeIds.Value, service.archive_start)
     return service
 
 

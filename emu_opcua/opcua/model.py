@@ -31,6 +31,7 @@ from asyncua.common.node import Node
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
 from attrs import frozen
 
+from emu_opcua.history import raw
 from emu_opcua.opcua import history as hist
 from emu_opcua.opcua import nodeset as ns
 from emu_opcua.opcua.nodeset import Group, Member
@@ -131,8 +132,10 @@ class MeterModel:
         # The first meter through asyncua's AddNodes (with the folder, if new): the template.
         waiting: list[ua.NodeId] = []
         start = len(items)
-        first = _meter_items(names[0], idx, folder, items, waiting, extremes, history)
+        references: list[ua.AddReferencesItem] = []
+        first = _meter_items(names[0], idx, folder, items, waiting, extremes, history, references)
         await _add_nodes(server, items)
+        await _add_references(server, references)
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
             await server.write_attribute_value(node_id, dv)
@@ -234,7 +237,11 @@ def _meter_texts(name: str, idx: int) -> tuple[ua.QualifiedName, ua.LocalizedTex
 
 
 def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodesItem],
-                 waiting: list[ua.NodeId], extremes: bool, history: bool = False) -> MeterNodes:
+                 waiting: list[ua.NodeId], extremes: bool, history: bool = False,
+                 references: list[ua.AddReferencesItem] | None = None) -> MeterNodes:
+    """The AddNodes items of one meter (into ``items``; with ``history`` the references
+    of its historized variables to the HA Configurations shared among them, into
+    ``references``, to add after the nodes)."""
     meter_id = ua.NodeId(name, idx)
     browse, display, description = _meter_texts(name, idx)
     items.append(_object(meter_id, folder, ua.ObjectIds.Organizes, browse, display, description.Text,
@@ -242,7 +249,8 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
     found: dict[str, dict] = {g.browse_name: {} for g in ns.TYPE_GROUPS}
     quantities: dict[str, ua.NodeId] = {}
     extreme_ids: dict[tuple[str, str], ua.NodeId] = {}
-    configurations: dict[str, ua.NodeId] = {}
+    configurations: dict[str, ua.NodeId] = {}  # code -> HA Configuration
+    shared_configurations: dict[bool, ua.NodeId] = {}  # stepped -> HA Configuration
     for group in ns.TYPE_GROUPS:
         group_id = ua.NodeId(node_id_string(name, group.browse_name), idx)
         items.append(_object(group_id, meter_id, ua.ObjectIds.HasComponent,
@@ -266,9 +274,17 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
             if member.kind == "analog":
                 _analog_properties(member, member_id, items)
             if historized:
-                config_items = hist.configuration_items(member_id, member.quantity)
-                items.extend(config_items)
-                configurations[member.quantity.code] = config_items[0].RequestedNewNodeId
+                stepped = raw.stepped(member.quantity)
+                config = shared_configurations.get(stepped)
+                if config is None:
+                    config_items = hist.configuration_items(member_id, name, stepped)
+                    items.extend(config_items)
+                    config = shared_configurations[stepped] = config_items[0].RequestedNewNodeId
+                else:
+                    if references is None:
+                        raise ValueError("history needs a list for the references")
+                    references.extend(hist.configuration_references(member_id, config))
+                configurations[member.quantity.code] = config
             if member.extreme is not None and member.quantity is not None:
                 extreme_ids[(member.quantity.code, member.extreme)] = member_id
             elif member.quantity is not None:
@@ -293,6 +309,15 @@ async def _add_nodes(server: Server, items: list[ua.AddNodesItem]) -> None:
     for item, result in zip(items, results):
         if not result.StatusCode.is_good():
             raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
+
+
+async def _add_references(server: Server, references: list[ua.AddReferencesItem]) -> None:
+    if not references:
+        return
+    results = await server.get_objects_node().session.add_references(references)
+    for item, result in zip(references, results):
+        if not result.is_good():
+            raise ValueError(f"cannot add reference {item.SourceNodeId} -> {item.TargetNodeId}: {result.name}")
 
 
 def _read_node_id(node_id: ua.NodeId, attr: ua.AttributeIds) -> ua.DataValue:
