@@ -322,7 +322,7 @@ class _Job:
 class HistoryService(HistoryManager):
     """``iserver.history_manager`` of a gateway: history from a :class:`HistoryStore`."""
 
-    def __init__(self, iserver: Any, store: HistoryStore, nodes: Mapping[ua.NodeId, tuple[str, Quantity]], *,
+    def __init__(self, iserver: Any, store: HistoryStore | None, nodes: Mapping[ua.NodeId, tuple[str, Quantity]], *,
                  max_values: int = MAX_RETURN_DATA_VALUES,
                  max_continuation_points: int = MAX_CONTINUATION_POINTS) -> None:
         super().__init__(iserver)
@@ -547,7 +547,7 @@ class HistorySessionMixin:
 
 # --- installing ---------------------------------------------------------------------------------
 _CAPABILITIES: dict[int, tuple[object, ua.VariantType]] = {
-    ua.ObjectIds.HistoryServerCapabilities_AccessHistoryDataCapability: (True, ua.VariantType.Boolean),
+
     ua.ObjectIds.HistoryServerCapabilities_AccessHistoryEventsCapability: (False, ua.VariantType.Boolean),
     ua.ObjectIds.HistoryServerCapabilities_MaxReturnEventValues: (0, ua.VariantType.UInt32),
     ua.ObjectIds.HistoryServerCapabilities_InsertDataCapability: (False, ua.VariantType.Boolean),
@@ -564,14 +564,15 @@ _CAPABILITIES: dict[int, tuple[object, ua.VariantType]] = {
 }
 
 
-async def install(server: Server, model: MeterModel, store: HistoryStore, *,
+async def install(server: Server, model: MeterModel, store: HistoryStore | None, *,
                   max_values: int = MAX_RETURN_DATA_VALUES,
                   max_continuation_points: int = MAX_CONTINUATION_POINTS) -> HistoryService:
     """Serve history from ``store`` for ``model`` (built with ``history=True``): replaces
-    the server's history manager, fills in the capabilities, hooks up StartOfArchive."""
+    the server's history manager, fills in the capabilities, hooks up StartOfArchive.
+    Without a store no node has history (every HistoryRead is answered so)."""
     iserver = server.iserver
     nodes: dict[ua.NodeId, tuple[str, Quantity]] = {}
-    for meter, meter_nodes in model.meters.items():
+    for meter, meter_nodes in (model.meters.items() if store is not None else ()):
         for code, node_id in meter_nodes.quantities.items():
             if code in HISTORIZED:
                 nodes[node_id] = (meter, _QUANTITY[code])
@@ -581,6 +582,8 @@ async def install(server: Server, model: MeterModel, store: HistoryStore, *,
     service.storage = old.storage
     iserver.history_manager = service
     values = dict(_CAPABILITIES)
+    values[ua.ObjectIds.HistoryServerCapabilities_AccessHistoryDataCapability] = (store is not None,
+                                                                                  ua.VariantType.Boolean)
     values[ua.ObjectIds.HistoryServerCapabilities_MaxReturnDataValues] = (max_values, ua.VariantType.UInt32)
     values[ua.ObjectIds.Server_ServerCapabilities_MaxHistoryContinuationPoints] = (
         max_continuation_points, ua.VariantType.UInt16)
@@ -588,7 +591,7 @@ async def install(server: Server, model: MeterModel, store: HistoryStore, *,
         await server.write_attribute_value(ua.NodeId(node), ua.DataValue(ua.Variant(value, vt)))
     # the archive-start properties of the first meter are every meter's (their attributes
     # are shared by the model's template); one callback answers for all, by node id
-    if model.meters:
+    if model.meters and store is not None:
         first = next(iter(model.meters.values()))
         aspace = iserver.aspace
         for config in set(first.history.values()):

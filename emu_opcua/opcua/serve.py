@@ -102,10 +102,11 @@ class GatewayServer:
                                             history=self.history_store is not None)
         # DisplayName/Description in each session's locale; history per session
         localization.install(self.server, self.model, session_class=GatewaySession)
-        if self.history_store is not None:
-            self.history = await history.install(
-                self.server, self.model, self.history_store,
-                max_continuation_points=config.max_history_continuation_points)
+        # without a store too: HistoryRead of a node without history is then
+        # Bad_HistoryOperationUnsupported (asyncua's own manager answers Good, no data)
+        self.history = await history.install(
+            self.server, self.model, self.history_store,
+            max_continuation_points=config.max_history_continuation_points)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
