@@ -224,8 +224,26 @@ def _build_header() -> tuple[str, ...]:
     )
 
 
-#: The English header line :func:`format_datalog` writes (the parser does not check names).
-HEADER: tuple[str, ...] = _build_header()
+#: Column names from the catalogue's English display names (what this project wrote
+#: before it had the field evidence below; the parser accepts any names).
+CATALOGUE_HEADER: tuple[str, ...] = _build_header()
+
+#: The header line real meters send (field evidence from public projects reading real
+#: meters: ``Active Energy Import L123 T1 [Wh]``, ``Current N [mA]``, ``Voltage L1-N
+#: [1/10 V]``, ``Powerfactor L1 [1/100]``, ``Frequency [1/10 Hz]``; the columns between
+#: those follow their pattern). :func:`format_datalog` writes it; the parser reads by
+#: position and does not check names (firmware versions may word them differently).
+HEADER: tuple[str, ...] = (
+    "Timestamp", "Index", "Status", "Serial",
+    *(f"{kind} Energy {way} L123 {t} [{unit}]" for kind, unit in (("Active", "Wh"), ("Reactive", "varh"))
+      for way in ("Import", "Export") for t in ("T1", "T2")),
+    *(f"Active Power {p} [W]" for p in ("L123", "L1", "L2", "L3")),
+    *(f"Current {p} [mA]" for p in ("L123", "L1", "L2", "L3", "N")),
+    *(f"Voltage {p}-N [1/10 V]" for p in ("L1", "L2", "L3")),
+    *(f"Powerfactor {p} [1/100]" for p in ("L1", "L2", "L3")),
+    "Frequency [1/10 Hz]",
+)
+assert len(HEADER) == len(CATALOGUE_HEADER) == DATALOG_COLUMNS
 
 
 # --- parsing ----------------------------------------------------------------------------

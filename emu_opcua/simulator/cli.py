@@ -19,6 +19,7 @@ import time
 
 from emu_opcua import argtypes
 from emu_opcua.simulator.fleet import Fleet, FleetConfig
+from emu_opcua.simulator.physics import DATALOG_CAPACITY, LOGBOOK_CAPACITY
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datalog-interval", type=argtypes.int_range(1), default=900,
                         help="seconds between datalog rows (default 900)")
     parser.add_argument("--history-days", type=float, default=30.0,
-                        help="days of datalog already on record at start (default 30)")
+                        help="days of datalog already on record at start (default 30; 0: none; "
+                             "1095: about three years, 105,120 quarter-hour rows)")
+    parser.add_argument("--datalog-capacity", type=argtypes.int_range(1), default=DATALOG_CAPACITY,
+                        help=f"rows the datalog holds, older ones drop out (default {DATALOG_CAPACITY})")
+    parser.add_argument("--logbook-capacity", type=argtypes.int_range(1), default=LOGBOOK_CAPACITY,
+                        help=f"logbook entries held; when full, rows carry 0x80 (default {LOGBOOK_CAPACITY})")
+    parser.add_argument("--sync-delay", type=float, default=60.0,
+                        help="seconds after a start until the clock is synchronised; rows "
+                             "before carry 0x40 (default 60)")
     parser.add_argument("--logbook", action=argparse.BooleanOptionalAction, default=True,
                         help="LP variant with a logbook (default on)")
     parser.add_argument("--refresh-interval", type=argtypes.positive_float, default=1.0,
@@ -55,12 +64,15 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         raise SystemExit("emu-opcua simulate: --password must have 1..20 characters")
     if args.history_days < 0:
         raise SystemExit("emu-opcua simulate: --history-days must not be negative")
+    if not 0 <= args.sync_delay < float("inf"):
+        raise SystemExit("emu-opcua simulate: --sync-delay must be a number of seconds >= 0")
     return FleetConfig(
         meters=args.meters, host=args.host, http_port=args.http_port, modbus_port=args.modbus_port,
         password=args.password, serial_base=args.serial_base, speed=args.speed,
         datalog_interval=args.datalog_interval, history_days=args.history_days, logbook=args.logbook,
         seed=args.seed, refresh_interval=args.refresh_interval, start_time=args.start_time,
-        control_port=args.control_port,
+        control_port=args.control_port, sync_delay=args.sync_delay,
+        datalog_capacity=args.datalog_capacity, logbook_capacity=args.logbook_capacity,
     )
 
 

@@ -5,12 +5,15 @@
 :class:`~emu_opcua.simulator.faults.Faults`, an aiohttp site and a pymodbus TCP server.
 :class:`Fleet` builds N meters from a :class:`FleetConfig` (serials ``serial_base + i``,
 consecutive ports when a base port is given, else ephemeral ports), plus an optional
-control server (``/_sim/meters/{n}/...``, see ``http_app``) that stays reachable while a
-meter refuses connections.
+control server on 127.0.0.1 (``/_sim/meters/{n}/...``, see ``http_app``; the meters'
+own ports serve only what a real meter serves), reachable while a meter refuses
+connections or is without power.
 
-Time: :class:`SimClock` maps the monotonic clock onto meter time,
-``start + elapsed * speed``; a meter's time adds its own clock offset (set by a clock
-change event). The history on record at start is integrated lazily, the first time a
+Time: :class:`SimClock` maps the monotonic clock onto true time,
+``start + elapsed * speed``; a meter's clock adds its own offset (set by a clock change
+event, see ``physics``). During a power outage the meter's listeners are closed (as
+with ``refuse_connections``) and a task reopens them when the simulated time reaches
+the outage's end. The history on record at start is integrated lazily, the first time a
 meter is asked anything (about 30 ms per meter for 30 days), and in a background task
 right after :meth:`Fleet.start`, one meter per loop iteration, so ports open at once.
 """
@@ -37,13 +40,25 @@ from emu_opcua.meter.status import MeterStatus
 from emu_opcua.simulator import http_app
 from emu_opcua.simulator.faults import Faults
 from emu_opcua.simulator.modbus_server import MeterModbusServer
-from emu_opcua.simulator.physics import MeterPhysics, PhysicsConfig, TariffSchedule, hash64
+from emu_opcua.simulator.physics import (
+    DATALOG_CAPACITY, LOGBOOK_CAPACITY, MeterPhysics, PhysicsConfig, TariffSchedule, hash64,
+)
 
 log = logging.getLogger(__name__)
 
 #: Meters with a serial from this one on report min/max in meterdata.json (manual).
 MIN_MAX_SERIAL = 22350000
 FIRMWARE_VERSION = "1.0.14"
+#: The control server listens here only, whatever the meters' host: simulator control is
+#: for the machine running it, not for the meters' network.
+CONTROL_HOST = "127.0.0.1"
+#: Real seconds between checks whether an outage is over (only while one lasts).
+OUTAGE_POLL = 0.1
+
+
+def _mac(serial: int) -> str:
+    tail = serial & 0xFFFFFF
+    return "10:2C:EF:" + ":".join(f"{(tail >> s) & 0xFF:02X}" for s in (16, 8, 0))
 
 
 class SimClock:
@@ -90,8 +105,10 @@ class SimulatedMeter:
         self.password = password
         self.host = host
         self.http_port = http_port
+        self.seed = seed
         self.physics = MeterPhysics(serial, seed=seed, start=clock.start, config=physics_config)
         self.faults = Faults()
+        self._outage: asyncio.Task | None = None
         self.modbus = MeterModbusServer(
             self.register_values, lambda: self.faults, host=host, port=modbus_port,
             register_map=register_map, refresh_interval=refresh_interval,
@@ -99,8 +116,7 @@ class SimulatedMeter:
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        mac_tail = int(serial) & 0xFFFFFF
-        self.mac = "10:2C:EF:" + ":".join(f"{(mac_tail >> s) & 0xFF:02X}" for s in (16, 8, 0))
+        self.mac = _mac(int(serial))
 
     # --- ports ---------------------------------------------------------------------------
     @property
@@ -117,6 +133,13 @@ class SimulatedMeter:
         return self.http_port, self.modbus_port
 
     async def stop(self) -> None:
+        outage, self._outage = self._outage, None
+        if outage is not None:
+            outage.cancel()
+            try:
+                await outage
+            except asyncio.CancelledError:
+                pass
         await self.modbus.stop()
         await self._stop_http()
         if self._runner is not None:
@@ -144,12 +167,13 @@ class SimulatedMeter:
                     conn.transport.close()
 
     async def _reconcile(self) -> None:
-        """Open or close the listeners as the faults say."""
-        if self.faults.http_listening():
+        """Open or close the listeners as the faults and the power say."""
+        powered = self.physics.powered
+        if powered and self.faults.http_listening():
             await self._start_http()
         else:
             await self._stop_http()
-        if self.faults.modbus_listening():
+        if powered and self.faults.modbus_listening():
             await self.modbus.start()
         else:
             await self.modbus.stop()
@@ -191,9 +215,45 @@ class SimulatedMeter:
         await self.apply_faults(modbus_disabled=on)
 
     # --- events ---------------------------------------------------------------------------
-    def power_outage(self) -> None:
+    async def power_outage(self, seconds: float = 0.0) -> None:
+        """The meter loses power for ``seconds`` of simulated time: both ports close at
+        once and reopen when the simulated clock reaches the end (see ``physics``)."""
         self.advance()
-        self.physics.power_outage()
+        self.physics.power_outage(seconds)
+        self.modbus.invalidate()
+        if not self.physics.powered:
+            await self._reconcile()
+            if self._outage is None or self._outage.done():
+                self._outage = asyncio.create_task(self._wait_for_power())
+
+    async def _wait_for_power(self) -> None:
+        while True:
+            self.advance()
+            if self.physics.powered:
+                break
+            remaining = (self.physics.power_back_at - self.physics.time) / self.clock.speed
+            await asyncio.sleep(min(max(remaining, 0.0), OUTAGE_POLL))
+        self._outage = None
+        await self._reconcile()
+
+    def index_reset(self) -> None:
+        """A factory reset: the datalog is cleared, its index restarts at 1."""
+        self.advance()
+        self.physics.index_reset()
+
+    def replace_meter(self, serial: int | None = None) -> None:
+        """Another meter at this address: a new serial (default: this one + 1,000,000),
+        counters from 0, a new datalog (index from 1) and logbook. Ports stay."""
+        physics = self.advance()
+        new_serial = int(self.serial) + 1_000_000 if serial is None else int(serial)
+        if not 0 < new_serial <= 0xFFFFFFFF:
+            raise ValueError(f"a serial is 1..{0xFFFFFFFF}, got {new_serial}")
+        self.seed = hash64(self.seed, new_serial, 7)
+        self.physics = MeterPhysics(new_serial, seed=self.seed, start=physics.time,
+                                    config=physics.config, new_meter=True)
+        self.serial = str(new_serial)
+        self.mac = _mac(new_serial)
+        self.modbus.invalidate()
 
     def set_load(self, watts: float | None) -> None:
         """Force the total active power to ``watts`` from now on (None: back to the load
@@ -205,6 +265,7 @@ class SimulatedMeter:
     def clock_change(self, offset_s: float) -> None:
         self.advance()
         self.physics.clock_change(offset_s)
+        self.modbus.invalidate()
 
     def change_ct_ratio(self, primary: int, secondary: int) -> None:
         self.advance()
@@ -228,11 +289,12 @@ class SimulatedMeter:
         return int(self.serial) >= MIN_MAX_SERIAL
 
     def meter_time(self) -> float:
-        return self.clock.now() + self.physics.clock_offset
+        """The meter's clock now."""
+        return self.advance().meter_time
 
     def advance(self) -> MeterPhysics:
-        """Bring the physics up to the meter's time (integrates the history the first time)."""
-        self.physics.advance_to(self.meter_time())
+        """Bring the physics up to the simulated time (integrates the history the first time)."""
+        self.physics.advance_to(self.clock.now())
         return self.physics
 
     def register_values(self) -> dict[str, float]:
@@ -244,7 +306,7 @@ class SimulatedMeter:
             dhcp_enabled=False, ip=self.host, netmask="255.255.255.0", gateway="0.0.0.0",
             dns="0.0.0.0", modbus_enabled=not self.faults.modbus_disabled,
             modbus_port=self.modbus_port, ntp_enabled=True, ntp_server="pool.ntp.org",
-            serial=self.serial, factory_number=0, meter_time=_utc(physics.time), mac=self.mac,
+            serial=self.serial, factory_number=0, meter_time=_utc(physics.meter_time), mac=self.mac,
             firmware_version=FIRMWARE_VERSION, online_update_allowed=True,
         )
 
@@ -256,7 +318,7 @@ class SimulatedMeter:
                 code: Extremes(Extreme(e.minimum, _utc(e.minimum_time)), Extreme(e.maximum, _utc(e.maximum_time)))
                 for code, e in physics.extremes().items()
             }
-        return MeterData(_utc(physics.time), physics.values(), extremes)
+        return MeterData(_utc(physics.meter_time), physics.values(), extremes)
 
     def datalog_rows(self, indices: Iterable[int]) -> list[DatalogRow]:
         physics = self.advance()
@@ -279,9 +341,11 @@ class SimulatedMeter:
         physics = self.advance()
         return {
             "serial": self.serial, "host": self.host, "http_port": self.http_port,
-            "modbus_port": self.modbus_port, "password": self.password,
-            "meter_time": int(physics.time), "speed": self.clock.speed,
-            "datalog_rows": physics.row_count, "logbook_entries": physics.logbook_count,
+            "modbus_port": self.modbus_port, "password_protected": self.password is not None,
+            "meter_time": int(physics.meter_time), "speed": self.clock.speed,
+            "powered": physics.powered, "clock_synchronised": physics.clock_synchronised,
+            "datalog_rows": physics.row_count, "datalog_first_index": physics.first_index,
+            "datalog_last_index": physics.last_index, "logbook_entries": physics.logbook_count,
             "logbook": self.has_logbook, "faults": self.faults.as_dict(),
             "profile": {"kind": physics.profile.kind, "base_w": round(physics.profile.base_w),
                         "pv_wp": round(physics.profile.pv_wp)},
@@ -301,6 +365,9 @@ class FleetConfig:
     history_days: float = 30.0
     step: int = 60
     logbook: bool = True
+    sync_delay: float = 60.0  # seconds after a start until the clock is synchronised
+    datalog_capacity: int = DATALOG_CAPACITY
+    logbook_capacity: int = LOGBOOK_CAPACITY
     seed: int = 0
     refresh_interval: float = 1.0
     start_time: float | None = None  # meter time at start (epoch s); None = now
@@ -334,6 +401,8 @@ class Fleet:
         physics_config = PhysicsConfig(
             datalog_interval=config.datalog_interval, history_days=config.history_days,
             step=config.step, tariffs=config.tariffs, logbook=config.logbook,
+            sync_delay=config.sync_delay, datalog_capacity=config.datalog_capacity,
+            logbook_capacity=config.logbook_capacity,
         )
         self.meters: list[SimulatedMeter] = []
         for i in range(config.meters):
@@ -345,7 +414,6 @@ class Fleet:
                 modbus_port=config.modbus_port + i if config.modbus_port else 0,
                 refresh_interval=config.refresh_interval,
             ))
-        self._by_serial = {m.serial: m for m in self.meters}
         self._control: web.AppRunner | None = None
         self.control_port: int | None = None
         self._warmup: asyncio.Task | None = None
@@ -365,7 +433,7 @@ class Fleet:
             if self.config.control_port is not None:
                 self._control = web.AppRunner(control_app(self), access_log=None, handle_signals=False)
                 await self._control.setup()
-                site = web.TCPSite(self._control, self.config.host, self.config.control_port,
+                site = web.TCPSite(self._control, CONTROL_HOST, self.config.control_port,
                                    reuse_address=True)
                 await site.start()
                 self.control_port = self._control.addresses[-1][1]
@@ -407,8 +475,9 @@ class Fleet:
         if isinstance(key, int) and 0 <= key < len(self.meters):
             return self.meters[key]
         text = str(key)
-        if text in self._by_serial:
-            return self._by_serial[text]
+        for meter in self.meters:  # by serial (a replaced meter has a new one)
+            if meter.serial == text:
+                return meter
         if text.isdigit() and int(text) < len(self.meters):
             return self.meters[int(text)]
         raise KeyError(key)
@@ -420,7 +489,6 @@ class Fleet:
         return {
             "host": self.config.host,
             "control_port": self.control_port,
-            "password": self.config.password,
             "meters": [
                 {"serial": p.serial, "host": p.host, "http_port": p.http_port, "modbus_port": p.modbus_port}
                 for p in self.ports()
@@ -442,7 +510,7 @@ class Fleet:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         if self.control_port is not None:
-            lines.append(f"control: http://{self.config.host}:{self.control_port}/_sim/meters/{{n}}/faults")
+            lines.append(f"control: http://{CONTROL_HOST}:{self.control_port}/_sim/meters/{{n}}/faults")
         return "\n".join(lines)
 
 

@@ -10,31 +10,37 @@ Meter endpoints (HTTP Basic auth, user ``admin``, when the meter has a password)
 Row selection (the manual plus what it leaves open, decided here):
 
 - no parameter: the newest ``cap`` rows, newest first (``cap`` 3000 datalog, 2048 logbook);
-- ``last=N`` (N >= 1): the newest min(N, cap) rows, newest first;
+- ``last=N`` (N >= 1): the newest min(N, cap, rows held) rows, newest first;
 - ``from=A&to=B``: ascending when A <= B, descending when A > B; the range is first
-  *clipped* to the indices that exist (1..newest), then the first ``cap`` rows in the
-  requested order are sent. A range entirely outside the record gives the header only
-  (200, no rows), never an error: a client paging forward simply gets an empty page;
+  *clipped* to the indices the meter still holds (oldest..newest: once the datalog ring
+  has wrapped, or after a factory reset, the oldest is no longer 1), then the first
+  ``cap`` rows in the requested order are sent. So ``from=1&to=3000`` on a wrapped
+  datalog starts at the oldest row held. A range entirely outside the held indices gives
+  the header only (200, no rows), never an error: a client paging forward simply gets an
+  empty page;
 - ``from=A`` alone: A up to the newest, ascending (capped); ``to`` alone is 400;
 - a parameter that is not a non-negative decimal integer, ``last=0``, or ``last`` together
   with ``from``/``to``: 400 Bad Request. Unknown parameters are ignored.
 
-Simulator-only control endpoints, under ``/_sim/`` (no auth, never affected by faults;
-not part of any real meter):
+Simulator control (not part of any real meter) is served only by the fleet's control
+server (``fleet.control_app``, on 127.0.0.1), never on a meter's own port: a real meter
+has no such routes, so a client cannot tell a simulated meter by them, and nobody on the
+meter's network can switch faults or read settings. Per meter (n = position or serial),
+under ``/_sim/meters/{n}``:
 
-- ``GET /_sim/faults`` -> the fault switches as JSON; ``PUT`` or ``POST`` a JSON object
+- ``GET .../faults`` -> the fault switches as JSON; ``PUT`` or ``POST`` a JSON object
   with some switches to change them (400 on an unknown switch or a bad value);
   ``DELETE`` clears every fault;
-- ``POST /_sim/events/power_outage``; ``POST /_sim/events/clock_change?offset=S``;
-  ``POST /_sim/events/ct_ratio?primary=P&secondary=S``; ``.../vt_ratio?primary=&secondary=``;
-  ``POST /_sim/events/pulse?value=V&length_ms=L``;
-  ``POST /_sim/events/load?watts=W`` forces the total active power (no ``watts``: back to
+- ``POST .../events/power_outage?seconds=S`` (off the network for S simulated seconds;
+  0 or absent: a blip); ``POST .../events/clock_change?offset=S``;
+  ``POST .../events/ct_ratio?primary=P&secondary=S``; ``.../vt_ratio?primary=&secondary=``;
+  ``POST .../events/pulse?value=V&length_ms=L``;
+  ``POST .../events/load?watts=W`` forces the total active power (no ``watts``: back to
   the load profile), so a value changes at a known instant;
-- ``GET /_sim/info`` -> serial, ports, faults, datalog and logbook sizes.
-
-While ``refuse_connections`` is on, the meter's own port is closed, so its ``/_sim/``
-routes are unreachable: use the fleet's control server (``fleet.control_app``), which
-serves the same routes per meter under ``/_sim/meters/{n}/`` (n = position or serial).
+  ``POST .../events/index_reset`` (factory reset: datalog cleared, index from 1);
+  ``POST .../events/replace_meter?serial=N`` (another meter at the same address);
+- ``GET .../info`` -> serial, ports, power and clock state, datalog and logbook sizes
+  (whether a password is set, never the password).
 """
 
 from __future__ import annotations
@@ -63,7 +69,6 @@ DATALOG_CAP = 3000
 LOGBOOK_CAP = 2048
 USER = "admin"
 REALM = "EMU Professional II"
-SIM_PREFIX = "/_sim/"
 CSV_TYPE = "text/csv"
 
 METER_KEY = web.AppKey("meter", object)
@@ -82,9 +87,9 @@ def _int_param(query, name: str) -> int | None:
     return int(text)
 
 
-def select_indices(query, newest: int, cap: int) -> range:
-    """The row indices a meter with rows 1..``newest`` sends for ``query`` (a mapping of
-    query parameters), in the order sent. See the module docstring for the rules."""
+def select_indices(query, newest: int, cap: int, oldest: int = 1) -> range:
+    """The row indices a meter holding rows ``oldest``..``newest`` sends for ``query`` (a
+    mapping of query parameters), in the order sent. See the module docstring."""
     last = _int_param(query, "last")
     start = _int_param(query, "from")
     stop = _int_param(query, "to")
@@ -95,17 +100,19 @@ def select_indices(query, newest: int, cap: int) -> range:
             raise BadQuery("last must be at least 1")
     if start is None and stop is not None:
         raise BadQuery("to requires from")
+    oldest = max(oldest, 1)
+    held = max(newest - oldest + 1, 0)
     if start is None:
-        n = min(cap, newest if last is None else last, newest)
+        n = min(cap, held if last is None else last, held)
         return range(newest, newest - n, -1)
     if stop is None:
         stop = max(newest, start)
     if start <= stop:
-        lo, hi = max(start, 1), min(stop, newest)
+        lo, hi = max(start, oldest), min(stop, newest)
         if lo > hi:
             return range(0)
         return range(lo, min(hi, lo + cap - 1) + 1)
-    hi, lo = min(start, newest), max(stop, 1)
+    hi, lo = min(start, newest), max(stop, oldest)
     if lo > hi:
         return range(0)
     return range(hi, max(lo, hi - cap + 1) - 1, -1)
@@ -125,8 +132,6 @@ def check_basic_auth(header: str | None, password: str) -> bool:
 
 @web.middleware
 async def meter_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-    if request.path.startswith(SIM_PREFIX):
-        return await handler(request)
     meter: SimulatedMeter = request.app[METER_KEY]
     faults = meter.faults
     if faults.delay:
@@ -167,7 +172,8 @@ async def datalog_csv(request: web.Request) -> web.Response:
     meter: SimulatedMeter = request.app[METER_KEY]
     meter.advance()
     try:
-        indices = select_indices(request.query, meter.physics.last_index, DATALOG_CAP)
+        physics = meter.physics
+        indices = select_indices(request.query, physics.last_index, DATALOG_CAP, physics.first_index)
     except BadQuery as exc:
         raise web.HTTPBadRequest(text=f"400 Bad Request: {exc}\n") from None
     return _csv(format_datalog(meter.datalog_rows(indices)), meter)
@@ -240,8 +246,21 @@ def _int_arg(request: web.Request, name: str, *, required: bool = True, signed: 
     return value
 
 
+def _float_arg(request: web.Request, name: str) -> float:
+    text = request.query.get(name)
+    if text in (None, ""):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise web.HTTPBadRequest(text=f"400 Bad Request: {name} must be a number >= 0\n")
+    return value
+
+
 def add_control_routes(app: web.Application, prefix: str, lookup: MeterLookup) -> None:
-    """The ``/_sim/`` routes under ``prefix`` (``/_sim`` or ``/_sim/meters/{n}``)."""
+    """The control routes of one meter under ``prefix`` (``/_sim/meters/{n}``)."""
 
     async def get_faults(request: web.Request) -> web.Response:
         return _json_response(lookup(request).faults.as_dict())
@@ -269,7 +288,14 @@ def add_control_routes(app: web.Application, prefix: str, lookup: MeterLookup) -
         meter = lookup(request)
         name = request.match_info["event"]
         if name == "power_outage":
-            meter.power_outage()
+            await meter.power_outage(_float_arg(request, "seconds"))
+        elif name == "index_reset":
+            meter.index_reset()
+        elif name == "replace_meter":
+            try:
+                meter.replace_meter(_int_arg(request, "serial", required=False))
+            except ValueError as exc:
+                raise web.HTTPBadRequest(text=f"400 Bad Request: {exc}\n") from None
         elif name == "clock_change":
             meter.clock_change(_int_arg(request, "offset", signed=True))
         elif name == "ct_ratio":
@@ -312,7 +338,6 @@ def make_app(meter: SimulatedMeter) -> web.Application:
     app.router.add_get("/data", datalog_csv)
     app.router.add_get("/logbook/", logbook_csv)
     app.router.add_get("/logbook", logbook_csv)
-    add_control_routes(app, "/_sim", lambda request: request.app[METER_KEY])
     return app
 
 

@@ -15,6 +15,12 @@ Holding registers (function 03) at unit id 1, answering from the meter's physics
 - Only reads of holding registers are served: any other function code (including writes)
   is an Illegal Function exception (01). Unit ids other than 1 get a Device Failure
   exception (04) from pymodbus (the meter is not a gateway).
+- Exception replies follow the Modbus application protocol (V1.1b3, 7): the function
+  code echoed with its high bit set, then the exception code. pymodbus answers every
+  request it cannot decode with ``80 01`` (function code 0); :class:`SpecDecoder`
+  instead answers a known function with an illegal quantity (e.g. FC 3 or 4 reading 0 or
+  more than 125 registers) ``0x80|fc 03`` (Illegal Data Value) and an unknown function
+  code ``0x80|fc 01`` (Illegal Function).
 - Faults: ``delay`` waits before answering; ``drop_modbus`` closes the connection the
   request came on (no reply); ``modbus_disabled`` and ``refuse_connections`` close the
   listener (the owner calls :meth:`MeterModbusServer.stop` / :meth:`start`).
@@ -28,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -48,6 +55,33 @@ def register_pages(register_map: RegisterMap) -> list[tuple[int, int]]:
         for address in range(src.address, src.address + src.count):
             pages.add((address + 1) // PAGE * PAGE - 1)
     return [(max(p, 0), PAGE if p >= 0 else PAGE - 1) for p in sorted(pages)]
+
+
+class RejectedRequest(ModbusPDU):
+    """A request answered with an exception as soon as it is decoded."""
+
+    def __init__(self, function_code: int, exception_code: int) -> None:
+        super().__init__()
+        self.function_code = function_code
+        self.exception_code = exception_code
+
+    async def datastore_update(self, _context, _device_id) -> ExceptionResponse:
+        return ExceptionResponse(self.function_code, self.exception_code)
+
+
+class SpecDecoder(DecodePDU):
+    """pymodbus's request decoder, with the specification's exception codes for
+    requests it cannot decode (see the module docstring)."""
+
+    def decode(self, frame: bytes) -> ModbusPDU | None:
+        function_code = frame[0] if frame else 0
+        if function_code & 0x80:  # 128..255 are exception replies, never requests
+            return RejectedRequest(function_code, ExcCodes.ILLEGAL_FUNCTION)
+        pdu = super().decode(frame)
+        if pdu is not None:
+            return pdu
+        known = function_code in self.pdu_table
+        return RejectedRequest(function_code, ExcCodes.ILLEGAL_VALUE if known else ExcCodes.ILLEGAL_FUNCTION)
 
 
 class MeterModbusServer:
@@ -92,6 +126,7 @@ class MeterModbusServer:
         if self._server is not None:
             return self.port
         server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        server.decoder = SpecDecoder(True)  # each connection's framer takes it from here
         await server.serve_forever(background=True)
         sockets = server.transport.sockets  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1]

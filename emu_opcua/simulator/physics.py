@@ -31,12 +31,32 @@ shows completed units), so T1 + T2 = total exactly.
 Datalog rows are stored as counters only (8 integers and a status byte per row); the
 instantaneous columns are recomputed from the pure knot function when a row is served.
 
-Events (:meth:`MeterPhysics.power_outage`, :meth:`clock_change`,
-:meth:`change_ct_ratio`, :meth:`change_vt_ratio`, :meth:`change_pulse`) set status bits
-on the next datalog row and (clock and configuration changes, LP variant only) append a
-logbook entry. They do not change the measured values: the simulated values already are
-primary values, and a power outage is recorded as the meter coming back (the power-fail
-counter rises), not as a gap.
+Time: the state's :attr:`~MeterPhysics.time` is the *true* (physical) time; the
+meter's clock is that plus :attr:`~MeterPhysics.clock_offset`. Energy is integrated over
+true time, datalog rows are written when the meter's clock passes a multiple of the
+interval and carry the meter's clock as their timestamp. Setting the clock
+(:meth:`~MeterPhysics.clock_change`) therefore only moves the timestamps: forward, no rows
+are invented for the skipped intervals; backward, timestamps repeat while the index keeps
+rising; energy counts at the real rate throughout; 0x01 marks the next row.
+
+Datalog status bits, as a meter sets them:
+
+- 0x01, 0x02, 0x04, 0x08, 0x10: the row of the interval in which the clock, the CT or VT
+  ratio, the pulse length or the pulse value was changed (each change also appends a
+  logbook entry on the LP variant, naming that row's index; the commissioning entry of
+  the record marks row 1 with 0x02);
+- 0x20: the first row after a power outage. During an outage
+  (:meth:`~MeterPhysics.power_outage` with a duration) nothing is measured and no row is
+  written; the meter is off the network (the fleet closes its ports);
+- 0x40: every row written after a start (the simulator's start, the end of an outage, a
+  factory reset) until the clock is synchronised, ``sync_delay`` seconds later (NTP);
+- 0x80: every row written while the logbook is full (``logbook_capacity`` entries; later
+  changes are not logged).
+
+The datalog holds at most ``datalog_capacity`` rows (default about three years of
+quarter hours, as reported from real meters); older rows drop out (a ring), the index
+keeps rising, so :attr:`~MeterPhysics.first_index` grows. :meth:`~MeterPhysics.index_reset`
+(a factory reset) clears the datalog and restarts the index at 1.
 """
 
 from __future__ import annotations
@@ -152,6 +172,17 @@ class LoadProfile:
         )
 
 
+#: Rows the datalog holds by default (older ones drop out): about three years of quarter
+#: hours, as reported from real meters (the manual gives no figure).
+DATALOG_CAPACITY = 3 * 365 * 96
+#: Logbook entries held by default (the manual gives no figure); when full, rows carry
+#: 0x80 and later changes are not logged.
+LOGBOOK_CAPACITY = 4096
+#: Days of history before the start that min/max cover (a meter's min/max are reset
+#: from time to time; and a 3-year history is then cheap to build).
+EXTREMES_DAYS = 30
+
+
 @frozen
 class PhysicsConfig:
     datalog_interval: int = 900  # seconds between datalog rows (on multiples of it)
@@ -162,12 +193,20 @@ class PhysicsConfig:
     initial_ct: tuple[int, int] = (100, 5)
     initial_vt: tuple[int, int] = (1, 1)
     initial_pulse: tuple[int, int] = (1000, 40)  # pulses/kWh, pulse length ms
+    #: Seconds after a start until the clock is NTP-synchronised (rows before: 0x40).
+    sync_delay: float = 60.0
+    datalog_capacity: int = DATALOG_CAPACITY
+    logbook_capacity: int = LOGBOOK_CAPACITY
 
     def __attrs_post_init__(self) -> None:
         if self.datalog_interval <= 0 or self.step <= 0:
             raise ValueError("datalog_interval and step must be positive")
         if self.history_days < 0:
             raise ValueError("history_days must not be negative")
+        if self.sync_delay < 0:
+            raise ValueError("sync_delay must not be negative")
+        if self.datalog_capacity < 1 or self.logbook_capacity < 1:
+            raise ValueError("datalog_capacity and logbook_capacity must be at least 1")
 
 
 class Sample(NamedTuple):
@@ -229,7 +268,9 @@ class MeterPhysics:
     """One meter's state. Call :meth:`advance_to` with the meter time, then read."""
 
     def __init__(self, serial: int, *, seed: int, start: float,
-                 config: PhysicsConfig = PhysicsConfig()) -> None:
+                 config: PhysicsConfig = PhysicsConfig(), new_meter: bool = False) -> None:
+        """``start``: the true time the meter starts (the history on record ends there);
+        ``new_meter``: a meter fresh from the factory (counters at 0, no history)."""
         self.serial = int(serial)
         self.seed = int(seed) & _MASK
         self.config = config
@@ -237,29 +278,44 @@ class MeterPhysics:
         iv = config.datalog_interval
         self._iv = iv
         self._step = config.step
-        n_hist = int(config.history_days * 86400 // iv)
+        n_hist = 0 if new_meter else int(config.history_days * 86400 // iv)
         self._coarse_end = int(start // iv) * iv if n_hist else int(start)
         t0 = self._coarse_end - (n_hist - 1) * iv if n_hist else float(start)
         self.start = float(start)
-        self.time = float(t0)  # the state's time (meter time)
-        self._first_row_time = int(-(-t0 // iv) * iv)
-        self._next_row = self._first_row_time
+        self.time = float(t0)  # the state's true time
+        self.clock_offset = 0.0  # the meter's clock minus the true time (clock_change)
+        self._next_row = int(-(-t0 // iv) * iv)  # meter clock of the next row
         self._knot_cache: dict[int, tuple[float, ...]] = {}
         # counters (Wh/varh floats), COUNTER_CODES order; seeded with a plausible age
         h = [hash64(self.seed, 0xE0, i) / 2.0**64 for i in range(4)]
-        age_h = 2000.0 + 20000.0 * h[0]
-        imp = self.profile.base_w * 0.45 * age_h
-        self._counters = [imp * 0.7, imp * 0.3,
-                          self.profile.pv_wp * 0.05 * age_h * h[1] * 0.6,
-                          self.profile.pv_wp * 0.05 * age_h * h[1] * 0.4,
-                          imp * self.profile.tan_phi * 0.7, imp * self.profile.tan_phi * 0.3,
-                          imp * 0.01 * h[2], imp * 0.005 * h[2]]
-        self.power_fail_count = int(3 + 20 * h[3])
+        if new_meter:
+            self._counters = [0.0] * 8
+            self.power_fail_count = 0
+        else:
+            age_h = 2000.0 + 20000.0 * h[0]
+            imp = self.profile.base_w * 0.45 * age_h
+            self._counters = [imp * 0.7, imp * 0.3,
+                              self.profile.pv_wp * 0.05 * age_h * h[1] * 0.6,
+                              self.profile.pv_wp * 0.05 * age_h * h[1] * 0.4,
+                              imp * self.profile.tan_phi * 0.7, imp * self.profile.tan_phi * 0.3,
+                              imp * 0.01 * h[2], imp * 0.005 * h[2]]
+            self.power_fail_count = int(3 + 20 * h[3])
+        # The datalog: parallel arrays, position 0 holds index ``_base``; the first
+        # ``_start`` positions have dropped out of the ring (deleted in chunks).
         self._rows_counters = array("q")  # 8 per row
         self._rows_status = bytearray()
+        self._rows_stamp = array("q")  # meter clock (the row's timestamp)
+        self._rows_true = array("d")  # true time (the instantaneous columns' instant)
+        self._base = 1
+        self._start = 0
         self._pending_status = 0
+        self._off_until = float("-inf")  # true time the power comes back (outage)
+        # the last start (the history before it was synchronised) and when the clock is synced
+        self._started_at = self.start
+        self._unsynced_until = self.start + config.sync_delay
         self._extremes: list[list[float]] | None = None  # per EXTREME_CODES: min, tmin, max, tmax
-        self.clock_offset = 0.0  # set by clock_change; the caller adds it to the true time
+        #: Min/max cover at most the last EXTREMES_DAYS of the history (cheap long histories).
+        self._extremes_from = max(float(t0), self.start - EXTREMES_DAYS * 86400)
         #: Total active power forced by a "load step" (W), spread evenly over the phases;
         #: None follows the load profile. Lets a benchmark or a demo change a value at a
         #: known instant.
@@ -269,13 +325,33 @@ class MeterPhysics:
         self.pulse = config.initial_pulse
         self._logbook: list[LogbookData] = []
         if config.logbook and n_hist:
-            # the commissioning: CT ratio set from 5/5 at the start of the record
+            # the commissioning: CT ratio set from 5/5 in the first interval of the record
             self._logbook.append(LogbookData(
                 int(t0) - 300, int(t0) - 300, 1, self._energies4(), 1,
                 (self.ct[0], 5, self.ct[1], 5), (self.vt[0], self.vt[0], self.vt[1], self.vt[1]),
                 (self.pulse[0], self.pulse[0]), (self.pulse[1], self.pulse[1]),
             ))
-        self._record_point(self.time)
+            self._pending_status |= DatalogStatus.CT_RATIO_CHANGED
+        self._record_point(self._extremes_from)
+
+    @property
+    def meter_time(self) -> float:
+        """The meter's clock at the state's time."""
+        return self.time + self.clock_offset
+
+    @property
+    def powered(self) -> bool:
+        """False during a power outage (the meter is off: no values, no network)."""
+        return self.time >= self._off_until
+
+    @property
+    def power_back_at(self) -> float:
+        """True time the current outage ends (in the past when there is none)."""
+        return self._off_until
+
+    @property
+    def clock_synchronised(self) -> bool:
+        return self.time >= self._unsynced_until
 
     # --- the knot function (pure) -------------------------------------------------
     def _knot(self, t: int) -> tuple[float, ...]:
@@ -385,30 +461,44 @@ class MeterPhysics:
 
     # --- time evolution ------------------------------------------------------------
     def advance_to(self, t: float) -> None:
-        """Integrate up to meter time ``t``; a ``t`` in the past is ignored (a clock set
-        back: the values wait until time catches up)."""
+        """Integrate up to true time ``t``; a ``t`` in the past is ignored."""
         t = float(t)
-        if t <= self.time:
-            return
         while self.time < t:
+            if self.time < self._off_until:  # power outage: nothing measured, no rows
+                self.time = min(t, self._off_until)
+                if self.time == self._off_until:
+                    self._power_back()
+                continue
             a = self.time
-            b = min(self._next_knot(a), float(self._next_row), t)
+            row_at = self._next_row - self.clock_offset  # true time the next row is due
+            b = min(self._next_knot(a), row_at, t)
             self._integrate(a, b)
             self.time = b
-            if b == self._next_row:
-                self._record_point(b)
-                self._log_row(int(b))
+            if b == row_at:
+                if b >= self._extremes_from:
+                    self._record_point(b)
+                self._log_row(b)
                 self._next_row += self._iv
-            elif b == t and b != self._prev_knot(b):
+            elif (b == t and b != self._prev_knot(b)) or b < self._extremes_from:
                 pass  # between knots: extremes are reached at knots, nothing to record
             else:
                 self._record_point(b)
+
+    def _power_back(self) -> None:
+        """The end of an outage: the meter starts again (0x20 on its first row, the clock
+        unsynchronised for ``sync_delay``); the intervals it missed get no rows."""
+        self.power_fail_count = (self.power_fail_count + 1) & 0xFFFF
+        self._pending_status |= DatalogStatus.POWER_OUTAGE
+        self._started_at = self.time
+        self._unsynced_until = self.time + self.config.sync_delay
+        self._next_row = (int(self.meter_time // self._iv) + 1) * self._iv
+        self._record_point(self.time)
 
     def _integrate(self, a: float, b: float) -> None:
         ra = self._raw(a)
         rb = self._raw(b)
         dt_h = (b - a) / 3600.0
-        tariff = self.config.tariffs.tariff(a)
+        tariff = self.config.tariffs.tariff(a + self.clock_offset)  # by the meter's clock
         c = self._counters
         off = 0 if tariff == 1 else 1
         for base, pa, pb in ((0, ra[0] + ra[1] + ra[2], rb[0] + rb[1] + rb[2]),
@@ -431,22 +521,41 @@ class MeterPhysics:
     def _record_point(self, t: float) -> None:
         s = self.sample(t).values
         ext = self._extremes
+        mt = t + self.clock_offset  # extremes are stamped by the meter's clock
         if ext is None:
-            self._extremes = [[s[k], t, s[k], t] for k in _EXTREME_SLOTS]
+            self._extremes = [[s[k], mt, s[k], mt] for k in _EXTREME_SLOTS]
             return
         for e, k in zip(ext, _EXTREME_SLOTS):
             v = s[k]
             if v < e[0]:
                 e[0] = v
-                e[1] = t
+                e[1] = mt
             if v > e[2]:
                 e[2] = v
-                e[3] = t
+                e[3] = mt
 
-    def _log_row(self, t: int) -> None:
-        self._rows_counters.extend(int(x) for x in self._counters)
-        self._rows_status.append(self._pending_status & 0xFF)
+    def _log_row(self, t: float) -> None:
+        status = self._pending_status
+        if self._started_at <= t < self._unsynced_until:
+            status |= DatalogStatus.CLOCK_NOT_SYNCHRONISED
+        if self.logbook_full:
+            status |= DatalogStatus.LOGBOOK_FULL
         self._pending_status = 0
+        self._rows_counters.extend(map(int, self._counters))
+        self._rows_status.append(status & 0xFF)
+        self._rows_stamp.append(self._next_row)
+        self._rows_true.append(t)
+        held = len(self._rows_status) - self._start
+        if held > self.config.datalog_capacity:
+            self._start += held - self.config.datalog_capacity
+            if self._start >= max(1024, self.config.datalog_capacity // 8):
+                k = self._start
+                del self._rows_counters[: 8 * k]
+                del self._rows_status[:k]
+                del self._rows_stamp[:k]
+                del self._rows_true[:k]
+                self._base += k
+                self._start = 0
 
     # --- reading ---------------------------------------------------------------------
     def counters_wh(self) -> tuple[int, ...]:
@@ -476,7 +585,8 @@ class MeterPhysics:
         return out
 
     def extremes(self) -> dict[str, Extreme]:
-        """Min/max since the start of the record, including the current value."""
+        """Min/max since the start of the record, including the current value; times by
+        the meter's clock."""
         assert self._extremes is not None
         s = self.sample(self.time).values
         out = {}
@@ -484,43 +594,50 @@ class MeterPhysics:
             lo, tlo, hi, thi = e
             v = s[k]
             if v < lo:
-                lo, tlo = v, self.time
+                lo, tlo = v, self.meter_time
             if v > hi:
-                hi, thi = v, self.time
+                hi, thi = v, self.meter_time
             f = _base_factor(code)
             out[code] = Extreme(lo / f, tlo, hi / f, thi)
         return out
 
     @property
     def row_count(self) -> int:
-        return len(self._rows_status)
+        """Rows the datalog holds now."""
+        return len(self._rows_status) - self._start
 
     @property
     def first_index(self) -> int:
-        return 1
+        """Index of the oldest row held (``last_index + 1`` when there is none)."""
+        return self._base + self._start
 
     @property
     def last_index(self) -> int:
-        """Index of the newest datalog row (0 when there is none yet)."""
-        return len(self._rows_status)
+        """Index of the newest datalog row (``first_index - 1`` when there is none; 0
+        before the first row)."""
+        return self._base + len(self._rows_status) - 1
+
+    def _position(self, index: int) -> int:
+        if not self.first_index <= index <= self.last_index:
+            raise IndexError(index)
+        return index - self._base
 
     def row_time(self, index: int) -> int:
-        return self._first_row_time + (index - 1) * self._iv
+        """Timestamp (meter clock) of row ``index``."""
+        return self._rows_stamp[self._position(index)]
 
     def row(self, index: int) -> RowData:
-        """Datalog row ``index`` (1-based) in the meter's integers."""
-        if not 1 <= index <= self.row_count:
-            raise IndexError(index)
-        t = self.row_time(index)
-        s = self.sample(t).values
-        c = self._rows_counters[(index - 1) * 8: index * 8]
+        """Datalog row ``index`` in the meter's integers (IndexError when not held)."""
+        pos = self._position(index)
+        s = self.sample(self._rows_true[pos]).values
+        c = self._rows_counters[pos * 8: pos * 8 + 8]
         raw = [0] * 24
         for slot, code, divisor, is_counter in _LAYOUT:
             if is_counter:
                 raw[slot] = c[COUNTER_CODES.index(code)]
             else:
                 raw[slot] = int(round(s[_SAMPLE_INDEX[code]] / divisor))
-        return RowData(t, index, self._rows_status[index - 1], tuple(raw))
+        return RowData(self._rows_stamp[pos], index, self._rows_status[pos], tuple(raw))
 
     def rows(self, indices) -> Iterator[RowData]:
         for i in indices:
@@ -535,32 +652,57 @@ class MeterPhysics:
             raise IndexError(index)
         return self._logbook[index - 1]
 
+    @property
+    def logbook_full(self) -> bool:
+        return self.config.logbook and len(self._logbook) >= self.config.logbook_capacity
+
     # --- events ------------------------------------------------------------------------
-    def power_outage(self) -> None:
-        """The meter lost power and came back: 0x20 on the next row, counter + 1."""
-        self._pending_status |= DatalogStatus.POWER_OUTAGE
-        self.power_fail_count = (self.power_fail_count + 1) & 0xFFFF
+    def power_outage(self, duration_s: float = 0.0) -> None:
+        """The meter loses power now for ``duration_s`` seconds (0: a blip): nothing is
+        measured or logged meanwhile; then 0x20 on the first row, the counter + 1."""
+        if duration_s < 0:
+            raise ValueError("an outage cannot last a negative time")
+        if not self.powered:
+            self._off_until = max(self._off_until, self.time + duration_s)
+            return
+        if duration_s == 0:
+            self._power_back()
+        else:
+            self._off_until = self.time + duration_s
 
     def clock_change(self, offset_s: float) -> None:
-        """The meter's clock was set by ``offset_s`` (the caller applies
-        :attr:`clock_offset` to the true time from now on): 0x01 on the next row and,
-        on the LP variant, a logbook entry."""
-        before = int(self.time)
+        """The meter's clock is set by ``offset_s``: only the clock moves (timestamps
+        follow it, energy counts on), 0x01 on the next row, a logbook entry (LP)."""
+        before = self.meter_time
         self.clock_offset += offset_s
         self._pending_status |= DatalogStatus.CLOCK_CHANGED
-        self._append_logbook(before, int(before + offset_s))
+        self._next_row = (int(self.meter_time // self._iv) + 1) * self._iv
+        self._append_logbook(int(before), int(self.meter_time))
+
+    def index_reset(self) -> None:
+        """A factory reset: the datalog is cleared and its index restarts at 1; the
+        module restarts (clock unsynchronised for ``sync_delay``). Metering goes on."""
+        self._rows_counters = array("q")
+        self._rows_status = bytearray()
+        self._rows_stamp = array("q")
+        self._rows_true = array("d")
+        self._base = 1
+        self._start = 0
+        self._pending_status = 0
+        self._started_at = self.time
+        self._unsynced_until = self.time + self.config.sync_delay
 
     def change_ct_ratio(self, primary: int, secondary: int) -> None:
         old = self.ct
         self.ct = (int(primary), int(secondary))
         self._pending_status |= DatalogStatus.CT_RATIO_CHANGED
-        self._append_logbook(int(self.time), int(self.time), ct_before=old)
+        self._append_logbook(int(self.meter_time), int(self.meter_time), ct_before=old)
 
     def change_vt_ratio(self, primary: int, secondary: int) -> None:
         old = self.vt
         self.vt = (int(primary), int(secondary))
         self._pending_status |= DatalogStatus.VT_RATIO_CHANGED
-        self._append_logbook(int(self.time), int(self.time), vt_before=old)
+        self._append_logbook(int(self.meter_time), int(self.meter_time), vt_before=old)
 
     def change_pulse(self, value: int | None = None, length_ms: int | None = None) -> None:
         old = self.pulse
@@ -570,11 +712,11 @@ class MeterPhysics:
             self._pending_status |= DatalogStatus.PULSE_VALUE_CHANGED
         if self.pulse[1] != old[1]:
             self._pending_status |= DatalogStatus.PULSE_LENGTH_CHANGED
-        self._append_logbook(int(self.time), int(self.time), pulse_before=old)
+        self._append_logbook(int(self.meter_time), int(self.meter_time), pulse_before=old)
 
     def _append_logbook(self, t: int, t_after: int, *, ct_before=None, vt_before=None,
                         pulse_before=None) -> None:
-        if not self.config.logbook:
+        if not self.config.logbook or self.logbook_full:
             return
         ct_b = ct_before or self.ct
         vt_b = vt_before or self.vt

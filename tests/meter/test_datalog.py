@@ -223,7 +223,7 @@ def test_lenient_keeps_good_rows_and_reports_each_bad_line():
     assert not result.ok
     assert len(result.rows) == 2998
     assert result.rows == rows[:100] + rows[101:2000] + rows[2001:]
-    assert [e.where for e in result.errors] == ["datalog line 102, column 17 (Current total [mA])", "datalog line 2002"]
+    assert [e.where for e in result.errors] == ["datalog line 102, column 17 (Current L123 [mA])", "datalog line 2002"]
     with pytest.raises(ParseError, match="line 102"):
         parse_datalog("\n".join(lines) + "\n")
 

@@ -19,3 +19,7 @@ class FakeMonotonic:
 
 def base_url(meter) -> str:
     return f"http://{meter.host}:{meter.http_port}"
+
+
+def control_url(fleet) -> str:
+    return f"http://127.0.0.1:{fleet.control_port}/_sim/meters"

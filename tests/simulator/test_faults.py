@@ -14,7 +14,7 @@ from emu_opcua.meter.logbook import parse_logbook
 from emu_opcua.meter.meterdata import parse_meterdata
 from emu_opcua.meter.status import parse_status
 from emu_opcua.simulator.faults import Faults
-from sim_helpers import base_url
+from sim_helpers import base_url, control_url
 
 
 async def modbus_read(meter, timeout=3.0):
@@ -141,23 +141,25 @@ async def test_unknown_or_bad_fault_is_rejected(meter):
     assert meter.faults == Faults()
 
 
-async def test_control_endpoints_on_the_meter(meter, monotonic):
-    async with httpx.AsyncClient(base_url=base_url(meter), timeout=5) as c:
-        r = await c.put("/_sim/faults", json={"http_500": True, "delay": 0.01})
+async def test_control_endpoints(fleet, monotonic):
+    meter = fleet.meters[0]
+    async with httpx.AsyncClient(base_url=control_url(fleet) + "/0", timeout=5) as c:
+        r = await c.put("/faults", json={"http_500": True, "delay": 0.01})
         assert r.status_code == 200 and r.json()["http_500"] is True
-        assert (await c.get("/meterdata.json")).status_code == 500
-        assert (await c.get("/_sim/faults")).json()["delay"] == 0.01
-        assert (await c.put("/_sim/faults", json={"nope": 1})).status_code == 400
-        assert (await c.put("/_sim/faults", content=b"[")).status_code == 400
-        assert (await c.delete("/_sim/faults")).json() == Faults().as_dict()
-        assert (await c.get("/meterdata.json")).status_code == 200
+        assert (await http_get(meter)).status_code == 500
+        assert (await c.get("/faults")).json()["delay"] == 0.01
+        assert (await c.put("/faults", json={"nope": 1})).status_code == 400
+        assert (await c.put("/faults", content=b"[")).status_code == 400
+        assert (await c.delete("/faults")).json() == Faults().as_dict()
+        assert (await http_get(meter)).status_code == 200
         # events
         index = meter.physics.last_index
-        assert (await c.post("/_sim/events/power_outage")).status_code == 200
-        assert (await c.post("/_sim/events/ct_ratio", params={"primary": 300, "secondary": 5})).status_code == 200
-        assert (await c.post("/_sim/events/ct_ratio", params={"primary": "x", "secondary": 5})).status_code == 400
-        assert (await c.post("/_sim/events/bogus")).status_code == 404
-        info = (await c.get("/_sim/info")).json()
+        assert (await c.post("/events/power_outage")).status_code == 200
+        assert (await c.post("/events/power_outage", params={"seconds": "-1"})).status_code == 400
+        assert (await c.post("/events/ct_ratio", params={"primary": 300, "secondary": 5})).status_code == 200
+        assert (await c.post("/events/ct_ratio", params={"primary": "x", "secondary": 5})).status_code == 400
+        assert (await c.post("/events/bogus")).status_code == 404
+        info = (await c.get("/info")).json()
         assert info["serial"] == "22350000" and info["modbus_port"] == meter.modbus_port
     monotonic.advance(900)  # a quarter hour later
     row = meter.datalog_rows([index + 1])[0]
@@ -187,7 +189,7 @@ async def test_load_step_event_shows_at_once_on_both_interfaces(fleet, monotonic
     meter.modbus.refresh_interval = 3600.0  # a slow meter: only an invalidation refreshes
     before = await modbus_read(meter)
     async with httpx.AsyncClient(timeout=5.0) as c:
-        r = await c.post(base_url(meter) + "/_sim/events/load", params={"watts": "4321"})
+        r = await c.post(control_url(fleet) + "/0/events/load", params={"watts": "4321"})
         assert r.status_code == 200
         md = parse_meterdata((await c.get(base_url(meter) + "/meterdata.json")).content)
     assert md.values["active_power_total"] == pytest.approx(4.321, abs=0.001)
@@ -196,6 +198,27 @@ async def test_load_step_event_shows_at_once_on_both_interfaces(fleet, monotonic
     assert after != before
     assert struct.unpack(">f", struct.pack(">HH", *after))[0] == pytest.approx(4321.0)
     async with httpx.AsyncClient(timeout=5.0) as c:
-        assert (await c.post(base_url(meter) + "/_sim/events/load", params={"watts": "x"})).status_code == 400
-        assert (await c.post(base_url(meter) + "/_sim/events/load")).status_code == 200
+        assert (await c.post(control_url(fleet) + "/0/events/load", params={"watts": "x"})).status_code == 400
+        assert (await c.post(control_url(fleet) + "/0/events/load")).status_code == 200
     assert meter.physics.load_override is None
+
+
+async def test_no_control_routes_on_the_meters_port(make_fleet):
+    """A real meter has no /_sim/ routes: nothing on its port switches faults or tells
+    the password; the control server listens on 127.0.0.1 only."""
+    fleet = await make_fleet(password="s3cret")
+    meter = fleet.meters[0]
+    async with httpx.AsyncClient(base_url=base_url(meter), timeout=5) as c:
+        for path in ("/_sim/faults", "/_sim/info", "/_sim/meters"):
+            assert (await c.get(path)).status_code == 401  # like any path: auth first
+            assert (await c.get(path, auth=("admin", "s3cret"))).status_code == 404
+        r = await c.put("/_sim/faults", json={"http_500": True}, auth=("admin", "s3cret"))
+        assert r.status_code in (404, 405)
+        assert (await c.post("/_sim/events/power_outage", auth=("admin", "s3cret"))).status_code in (404, 405)
+    assert meter.faults == Faults() and meter.physics.powered
+    async with httpx.AsyncClient(timeout=5) as c:
+        for url in (control_url(fleet), control_url(fleet) + "/0/info", control_url(fleet) + "/0/faults"):
+            r = await c.get(url)
+            assert r.status_code == 200 and "s3cret" not in r.text
+    assert "s3cret" not in fleet.ports_table() and "s3cret" not in str(fleet.ports_document())
+    assert fleet._control.addresses[-1][0] == "127.0.0.1"

@@ -145,8 +145,10 @@ async def test_auth(make_fleet, client):
         assert (await client.get(url + path, auth=("admin", "wrong"))).status_code == 401
         assert (await client.get(url + path, auth=("root", "s3cret"))).status_code == 401
         assert (await client.get(url + path, auth=("admin", "s3cret"))).status_code == 200
-    # the simulator's own control routes need no credentials
-    assert (await client.get(url + "/_sim/faults")).status_code == 200
+    # no simulator routes on a meter's port: they need the password like any path, and
+    # with it there is nothing there
+    assert (await client.get(url + "/_sim/faults")).status_code == 401
+    assert (await client.get(url + "/_sim/faults", auth=("admin", "s3cret"))).status_code == 404
 
 
 def test_select_indices_rules():

@@ -1,5 +1,9 @@
 """The Modbus TCP interface over real sockets, against meterdata.json."""
 
+import asyncio
+import socket
+import struct
+
 import httpx
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -85,3 +89,49 @@ async def test_only_holding_registers_are_served(modbus):
     assert rr.isError() and rr.exception_code == 1
     rr = await modbus.write_register(8999, 1, device_id=1)
     assert rr.isError() and rr.exception_code == 1
+
+
+def _raw_request(port: int, pdu: bytes, transaction: int) -> bytes:
+    """One Modbus TCP request as bytes on a plain socket; the reply's bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(struct.pack(">HHHB", transaction, 0, len(pdu) + 1, 1) + pdu)
+        reply = b""
+        while len(reply) < 7 or len(reply) < 6 + struct.unpack(">H", reply[4:6])[0]:
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+@pytest.mark.parametrize("pdu, expected", [
+    pytest.param("03 2327 0000", "83 03", id="FC3 quantity 0"),
+    pytest.param("03 2327 007e", "83 03", id="FC3 quantity 126"),
+    pytest.param("04 2327 0000", "84 03", id="FC4 quantity 0"),
+    pytest.param("04 2327 00c8", "84 03", id="FC4 quantity 200"),
+    pytest.param("04 2327 0002", "84 01", id="FC4 not served"),
+    pytest.param("41 0000", "c1 01", id="unknown FC 0x41"),
+    pytest.param("64", "e4 01", id="unknown FC 100"),
+    pytest.param("06 2327 0001", "86 01", id="FC6 write"),
+    pytest.param("03 0063 0002", "83 02", id="FC3 address outside the map"),
+])
+async def test_exception_replies_follow_the_specification(meter, pdu, expected):
+    transaction = 0x1234
+    reply = await asyncio.to_thread(_raw_request, meter.modbus_port, bytes.fromhex(pdu), transaction)
+    body = bytes.fromhex(expected)
+    assert reply == struct.pack(">HHHB", transaction, 0, len(body) + 1, 1) + body
+
+
+def _rejected_then_good(port: int) -> tuple[bytes, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(bytes.fromhex("0001 0000 0006 01 03 2327 0000"))
+        first = s.recv(64)
+        s.sendall(bytes.fromhex("0002 0000 0006 01 03 1387 0002"))  # the serial, 2 registers
+        return first, s.recv(64)
+
+
+async def test_a_good_raw_request_after_a_rejected_one(meter):
+    first, reply = await asyncio.to_thread(_rejected_then_good, meter.modbus_port)
+    assert first == bytes.fromhex("0001 0000 0003 01 83 03")
+    assert reply[:9] == bytes.fromhex("0002 0000 0007 01 03 04")
+    assert struct.unpack(">I", reply[9:13])[0] == int(meter.serial)
