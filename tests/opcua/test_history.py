@@ -1,4 +1,5 @@
-"""HistoryRead against a GatewayServer whose store holds known rows, with asyncua's client.
+"""HistoryRead against a GatewayServer whose SQLite store holds known rows (written
+straight into the store), with asyncua's client and node-opcua's.
 
 One fleet of two simulated meters and one gateway serve the module. The store holds, for
 ``boiler``: rows every 900 s from T0 (active power total = 1000 W * i, energy import T1 =
@@ -16,12 +17,12 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
+from emu_opcua.history.sqlite import SqliteHistoryStore
 from emu_opcua.history.store import StoredRow
 from emu_opcua.meter.datalog import RAW_COLUMNS, DatalogStatus
 from emu_opcua.opcua.config import MeterConfig, ServerConfig
 from emu_opcua.opcua.serve import GatewayServer
 from emu_opcua.simulator.fleet import Fleet, FleetConfig
-from tests.history.memstore import MemoryStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,6 +55,12 @@ def boiler_rows() -> list[StoredRow]:
     return rows
 
 
+def put(store: SqliteHistoryStore, meter: str, rows: list[StoredRow]) -> None:
+    """Write rows straight into the store, as one series of ``meter``."""
+    series = store.new_series(meter, f"serial-{meter}", rows[0].index)
+    store.append_tuples(series, [(r.timestamp, r.index, r.status, *r.raw) for r in rows], None)
+
+
 def dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -65,7 +72,7 @@ def free_port() -> int:
 
 
 class Setup:
-    def __init__(self, gateway: GatewayServer, client: Client, store: MemoryStore, endpoint: str) -> None:
+    def __init__(self, gateway: GatewayServer, client: Client, store: SqliteHistoryStore, endpoint: str) -> None:
         self.gateway = gateway
         self.client = client
         self.store = store
@@ -102,9 +109,9 @@ def times(result: ua.HistoryReadResult) -> list[float]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def setup(tmp_path_factory):
-    store = MemoryStore()
-    store.put("boiler", boiler_rows())
-    store.put("hall", [raw_row(T0 + 86_400 + i * STEP, i, 1, 1) for i in range(3)])
+    store = SqliteHistoryStore.in_directory(tmp_path_factory.mktemp("data"))
+    put(store, "boiler", boiler_rows())
+    put(store, "hall", [raw_row(T0 + 86_400 + i * STEP, i, 1, 1) for i in range(3)])
     async with Fleet(FleetConfig(meters=2, history_days=0.05, control_port=None)) as fleet:
         p = fleet.ports()
         config = ServerConfig(
@@ -114,9 +121,12 @@ async def setup(tmp_path_factory):
             meters=tuple(MeterConfig(name=name, host=port.host, http_port=port.http_port,
                                      modbus_port=port.modbus_port)
                          for name, port in zip(("boiler", "hall"), p)))
-        async with GatewayServer(config, history_store=store) as gateway:
-            async with Client(config.endpoint, timeout=10) as client:
-                yield Setup(gateway, client, store, config.endpoint)
+        try:
+            async with GatewayServer(config, history_store=store) as gateway:
+                async with Client(config.endpoint, timeout=10) as client:
+                    yield Setup(gateway, client, store, config.endpoint)
+        finally:
+            store.close()
 
 
 # --- the nodes --------------------------------------------------------------------------------
@@ -406,3 +416,29 @@ async def test_node_opcua_reads_at_time(setup: Setup):
         assert values_[0]["v"] == 1.0 and values_[0]["s"] == 0
         assert values_[1]["v"] == pytest.approx(1.5) and values_[1]["s"] == 0x0402
         assert values_[2]["v"] is None and values_[2]["s"] == ua.StatusCodes.BadNoData
+
+
+async def test_server_page_limit_pages_raw_and_at_time_reads(setup: Setup):
+    service = setup.gateway.history
+    power = setup.q("boiler", "active_power_total")
+    saved = service.max_values
+    service.max_values = 4  # MaxReturnDataValues, as if 10,000 were 4
+    try:
+        got, pages = await _all_pages(setup, raw_details(dt(T0), dt(T0 + 10 * STEP)), power)
+        assert got == [float(i) for i in range(10)] and pages == 3
+        req = [dt(T0 + i * STEP) for i in range(6)]
+        details = ua.ReadAtTimeDetails(ReqTimes=req, UseSimpleBounds=True)
+        got, pages = await _all_pages(setup, details, power)
+        assert got == [float(i) for i in range(6)] and pages == 2
+    finally:
+        service.max_values = saved
+
+
+async def test_asyncua_node_api_reads_history(setup: Setup):
+    # asyncua's own convenience call (it follows continuation points itself)
+    node = setup.client.get_node(setup.q("boiler", "active_energy_import_t1"))
+    history = await node.read_raw_history(dt(T0), dt(T0 + 5 * STEP), numvalues=0, return_bounds=False)
+    assert [dv.Value.Value for dv in history] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # its default asks for bounds: the row at the end time is the end bound
+    history = await node.read_raw_history(dt(T0), dt(T0 + 5 * STEP))
+    assert [dv.Value.Value for dv in history] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
