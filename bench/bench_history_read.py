@@ -9,12 +9,15 @@ Prints a table (no assertions). Rows:
    HistoryService over the store) serving the year;
 2. asyncua's own history (HistoryDict holding the same 35,040 DataValues in memory) on a
    bare asyncua server: the same read, side by side in the same run;
-3. ours, with the same meter among ``--fleet-meters`` meters x ``--fleet-years`` years in
+3. ours with the rows held in memory (``raw.ListRows``): our OPC UA side alone (rules,
+   conversion, encoding), without the store's decoding;
+4. ours, with the same meter among ``--fleet-meters`` meters x ``--fleet-years`` years in
    the store (generated straight into the store; skipped with ``--fleet-meters 0``).
 
 node-opcua (tests/interop, one process, connected once) follows every continuation point;
 the time is the client's, from the first request to the last answer, the median of
-``--rounds`` reads (after one warm-up read). Pages are 10,000 values on both servers
+``--rounds`` reads (after one warm-up read); "server CPU" is the CPU time of the
+server's process (every thread) per read, less sensitive to a busy machine. Pages are 10,000 values on both servers
 (MaxReturnDataValues / HistoryDict's max_history_data_response_size).
 
 Targets: ours <= 0.3 s; ours >= 2x faster than asyncua's; with the fleet in the store no
@@ -101,6 +104,22 @@ def make_store(data_dir: Path, meters: int, years: float):
     return store
 
 
+class RowsInMemory:
+    """METER's rows held in memory (``raw.ListRows``): what our OPC UA side costs without
+    the store's decoding."""
+
+    def __init__(self, rows: list[StoredRow]) -> None:
+        from emu_opcua.history.raw import ListRows
+
+        self.rows = ListRows(rows)
+
+    def read(self, meter, start, end, *, after=None, limit=None, reverse=False):
+        return self.rows(start, end, after=after, limit=limit, reverse=reverse) if meter == METER else []
+
+    def extent(self, meter):
+        return (self.rows.rows[0], self.rows.rows[-1]) if meter == METER else None
+
+
 # --- servers ---------------------------------------------------------------------------------------
 async def our_server(store, port: int):
     from emu_opcua.opcua import history, localization
@@ -155,12 +174,14 @@ async def measure(label: str, server_factory, rounds: int) -> dict:
     port = free_port()
     server, node_id = await server_factory(port)
     try:
+        cpu0 = time.process_time()
         result = await node_read(port, node_id, T0, T0 + YEAR_ROWS * STEP, rounds)
+        cpu = (time.process_time() - cpu0) / (rounds + 1)  # this process: the server (all threads)
     finally:
         await server.stop()
     times = result["elapsedMs"][1:]  # the first read warms up
     return {"label": label, "count": result["count"], "pages": len(result["pages"]),
-            "median_s": statistics.median(times) / 1000, "min_s": min(times) / 1000,
+            "median_s": statistics.median(times) / 1000, "min_s": min(times) / 1000, "cpu_s": cpu,
             "first": result["first"], "last": result["last"]}
 
 
@@ -180,6 +201,9 @@ async def main() -> None:
         rows.append(await measure("ours, SQLite store, 1 meter x 1 year",
                                   lambda port: our_server(store, port), args.rounds))
         rows.append(await measure("asyncua HistoryDict, same values", asyncua_server, args.rounds))
+        memory = RowsInMemory(year_rows())
+        rows.append(await measure("ours, rows in memory (no store decoding)",
+                                  lambda port: our_server(memory, port), args.rounds))
         if args.fleet_meters > 1:
             t0 = time.perf_counter()
             fleet = make_store(tmp / "fleet", args.fleet_meters, args.fleet_years)
@@ -191,11 +215,12 @@ async def main() -> None:
     finally:
         if args.data_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'server':<62} {'values':>7} {'pages':>5} {'median s':>9} {'min s':>7} {'vs asyncua':>10}")
-    ref = rows[1]["median_s"]
+    print(f"{'server':<62} {'values':>7} {'pages':>5} {'median s':>9} {'min s':>7} {'vs asyncua':>10}"
+          f" {'server CPU s':>12} {'vs asyncua':>10}")
+    ref, ref_cpu = rows[1]["median_s"], rows[1]["cpu_s"]
     for r in rows:
         print(f"{r['label']:<62} {r['count']:>7} {r['pages']:>5} {r['median_s']:>9.3f} {r['min_s']:>7.3f}"
-              f" {ref / r['median_s']:>9.2f}x")
+              f" {ref / r['median_s']:>9.2f}x {r['cpu_s']:>12.3f} {ref_cpu / r['cpu_s']:>9.2f}x")
     for r in rows:
         if r["first"] != rows[0]["first"] or r["last"] != rows[0]["last"]:
             print(f"!! {r['label']}: first/last value differ from ours: {r['first']} {r['last']}")

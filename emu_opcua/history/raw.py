@@ -34,6 +34,7 @@ plain data for the OPC UA layer to encode. StatusCodes are their OPC 10000-6 num
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -159,17 +160,29 @@ class ListRows:
 
     def __init__(self, rows: Sequence[StoredRow]) -> None:
         self.rows = sorted(rows, key=lambda r: r.position)
+        self._keys = [r.position for r in self.rows]
 
     def __call__(self, start: int, end: int, *, after: RowPosition | None = None,
                  limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
-        found = [r for r in self.rows if start <= r.timestamp < end]
+        keys = self._keys
+        lo = bisect.bisect_left(keys, RowPosition(start, MIN_SECONDS, MIN_SECONDS))
+        hi = bisect.bisect_left(keys, RowPosition(end, MIN_SECONDS, MIN_SECONDS))
+        if after is not None:
+            if reverse:
+                hi = min(hi, bisect.bisect_left(keys, after))
+            else:
+                lo = max(lo, bisect.bisect_right(keys, after))
+        if lo >= hi:
+            return []
+        if limit is not None:
+            if reverse:
+                lo = max(lo, hi - limit)
+            else:
+                hi = min(hi, lo + limit)
+        found = self.rows[lo:hi]
         if reverse:
             found.reverse()
-            if after is not None:
-                found = [r for r in found if r.position < after]
-        elif after is not None:
-            found = [r for r in found if r.position > after]
-        return found if limit is None else found[:limit]
+        return found
 
 
 # --- raw reads ---------------------------------------------------------------------------------
