@@ -351,7 +351,8 @@ class HistoryService(HistoryManager):
     def register(self, details_type: type, handler: DetailsHandler) -> None:
         """Serve HistoryRead requests whose details are ``details_type`` with ``handler``
         (``await handler(service, params, session)`` -> one HistoryReadResult per node).
-        Helpers for handlers: :meth:`resolve`, :meth:`take_point`, :meth:`new_point`."""
+        Helpers for handlers: :meth:`resolve`, :meth:`source`, :meth:`run`, :meth:`take_point`,
+        :meth:`new_point`, :meth:`history_data`."""
         self._handlers[details_type] = handler
 
     async def stop(self) -> None:
@@ -420,7 +421,9 @@ class HistoryService(HistoryManager):
             return ua.HistoryData(DataValues=_data_values(values, timestamps))
         return ua.ExtensionObject(TypeId=_HISTORY_DATA_ID, Body=self._encoders[timestamps].encode(values))
 
-    def _source(self, meter: str) -> raw.RowSource:
+    def source(self, meter: str) -> raw.RowSource:
+        """``meter``'s rows as a :class:`~emu_opcua.history.raw.RowSource` (call it in a worker
+        thread: :meth:`run`)."""
         read = self.store.read
 
         def source(start: int, end: int, *, after=None, limit=None, reverse=False):
@@ -465,7 +468,8 @@ class HistoryService(HistoryManager):
                                                 HistoryData=self.history_data(values, timestamps, session)))
         return results
 
-    async def _run(self, work: Callable[[], None]) -> None:
+    async def run(self, work: Callable[[], None]) -> None:
+        """Run ``work`` (store reads) in the history read thread."""
         await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     # --- ReadRaw -------------------------------------------------------------------------------
@@ -487,11 +491,11 @@ class HistoryService(HistoryManager):
             for job in jobs:
                 if job.error is None:
                     cursor = job.state.cursor if job.state is not None else None
-                    page = raw.read_raw(self._source(job.meter), job.converter, request,
+                    page = raw.read_raw(self.source(job.meter), job.converter, request,
                                         page_size=max_values, cursor=cursor)
                     job.page = (page.values, None if page.cursor is None else (page.cursor, 0))
 
-        await self._run(work)
+        await self.run(work)
         return self._results(jobs, params, session, KIND_RAW)
 
     # --- ReadAtTime ----------------------------------------------------------------------------
@@ -510,11 +514,11 @@ class HistoryService(HistoryManager):
                 if job.error is None:
                     offset = job.state.offset if job.state is not None else 0
                     chunk = times[offset:offset + max_values]
-                    values = raw.read_at_time(self._source(job.meter), job.converter, chunk, simple_bounds=simple)
+                    values = raw.read_at_time(self.source(job.meter), job.converter, chunk, simple_bounds=simple)
                     following = offset + len(chunk)
                     job.page = (values, (None, following) if following < len(times) else None)
 
-        await self._run(work)
+        await self.run(work)
         return self._results(jobs, params, session, KIND_AT_TIME)
 
     # --- HA Configuration: the archive's start, per meter ---------------------------------------

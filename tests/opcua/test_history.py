@@ -442,3 +442,11 @@ async def test_asyncua_node_api_reads_history(setup: Setup):
     # its default asks for bounds: the row at the end time is the end bound
     history = await node.read_raw_history(dt(T0), dt(T0 + 5 * STEP))
     assert [dv.Value.Value for dv in history] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+async def test_the_servers_internal_session_gets_history_objects(setup: Setup):
+    # server-side code reading history goes through asyncua's internal session (no encoding)
+    node = setup.gateway.server.get_node(setup.q("boiler", "active_power_total"))
+    history = await node.read_raw_history(dt(T0), dt(T0 + 3 * STEP), return_bounds=False)
+    assert [dv.Value.Value for dv in history] == [0.0, 1.0, 2.0]
+    assert [dv.SourceTimestamp for dv in history] == [dt(T0 + i * STEP) for i in range(3)]
