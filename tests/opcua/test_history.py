@@ -10,8 +10,7 @@ rows sharing one timestamp (a clock set back); for ``hall``: rows from T0 + 1 da
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
