@@ -157,6 +157,7 @@ def raw_value_reader(quantity: Quantity) -> Callable[[tuple[int, ...]], float]:
         return lambda raw: sum([raw[j] for j in indices]) / divisor
     return lambda raw: sum([raw[j] for j in indices]) * factor
 
+
 #: Catalogue quantities carried by the datalog's value columns, in catalogue order.
 DATALOG_QUANTITIES: tuple[Quantity, ...] = tuple(q for q in CATALOGUE if q.code in _VALUE_GETTERS)
 
