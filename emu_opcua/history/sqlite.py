@@ -197,14 +197,15 @@ class SqliteHistoryStore:
 
     def new_series(self, meter: str, serial: str, first_index: int,
                    sync_state: Mapping[str, Any] | None = None) -> Series:
-        """Start a new series; ``sync_state``, when given, is committed with it (so a
-        restart never finds a series its sync state does not know)."""
+        """Start a new series; ``sync_state``, when given, is committed with it, its
+        ``series_id`` set to the new series' id (so a restart never finds a series its
+        sync state does not know)."""
         with self._write() as con:
             cur = con.execute("INSERT INTO series (meter, serial, first_index) VALUES (?, ?, ?)",
                               (meter, serial, first_index))
             series = Series(cur.lastrowid, meter, serial, first_index)
             if sync_state is not None:
-                self._put_state(con, meter, sync_state)
+                self._put_state(con, meter, {**sync_state, "series_id": series.id})
         return series
 
     def sync_state(self, meter: str) -> Mapping[str, Any] | None:
