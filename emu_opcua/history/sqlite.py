@@ -4,7 +4,7 @@ Layout
 ------
 ``series``      one row per :class:`~emu_opcua.history.store.Series`, with its row count
                 and the widest time span of any of its chunks (``span``, see reading).
-``chunk``       ``WITHOUT ROWID``, keyed ``(series_id, chunk_no)`` where ``chunk_no =
+``chunk``       keyed ``(series_id, chunk_no)`` (unique index) where ``chunk_no =
                 index // CHUNK_ROWS``: up to :data:`CHUNK_ROWS` consecutive indices of one
                 series, with the smallest and largest timestamp in it (``t_min``,
                 ``t_max``), the row count and the rows packed in one blob.
@@ -51,15 +51,18 @@ from emu_opcua.meter.datalog import RAW_COLUMNS, DatalogRow
 
 __all__ = ["CHUNK_ROWS", "FILE_NAME", "SqliteHistoryStore", "StoreError"]
 
-#: Consecutive indices per chunk (64 quarter hours: 16 h). Larger chunks pack better;
-#: every append to the newest chunk rewrites it.
-CHUNK_ROWS = 64
+#: Consecutive indices per chunk (128 quarter hours: 32 h). Larger chunks pack better;
+#: every append to the newest chunk rewrites it (~3 KB).
+CHUNK_ROWS = 128
 #: The store's file name under the data directory.
 FILE_NAME = "history.sqlite"
 #: Columns of a packed row: timestamp, index, status, the datalog's integer columns.
 ROW_WIDTH = 3 + RAW_COLUMNS
 _SCHEMA_VERSION = 1
 _ZLIB_LEVEL = 6
+#: Chunks are ~3 KB: with SQLite's default 4 KB pages one fits a page and a quarter of
+#: each page is empty; 64 KB pages hold ~20 (bench_history: bytes per row).
+PAGE_SIZE = 65536
 
 
 class StoreError(EmuError):
@@ -78,14 +81,15 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE INDEX IF NOT EXISTS series_meter ON series (meter, id);
 CREATE TABLE IF NOT EXISTS chunk (
+    id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
     chunk_no INTEGER NOT NULL,
     t_min INTEGER NOT NULL,
     t_max INTEGER NOT NULL,
     n INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (series_id, chunk_no)
-) WITHOUT ROWID;
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS chunk_key ON chunk (series_id, chunk_no);
 CREATE INDEX IF NOT EXISTS chunk_t_min ON chunk (series_id, t_min, t_max);
 CREATE INDEX IF NOT EXISTS chunk_t_max ON chunk (series_id, t_max, t_min);
 CREATE TABLE IF NOT EXISTS sync_state (meter TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
@@ -155,7 +159,7 @@ class SqliteHistoryStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         try:
-            self._writer = self._connect()
+            self._writer = self._connect(new_page_size=PAGE_SIZE)
             self._writer.executescript(_SCHEMA)
             version = self._writer.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -167,8 +171,10 @@ class SqliteHistoryStore:
     def in_directory(cls, data_dir: str | Path, **kwargs: Any) -> SqliteHistoryStore:
         return cls(Path(data_dir) / FILE_NAME, **kwargs)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, new_page_size: int | None = None) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        if new_page_size:  # before anything is written; an existing file keeps its own
+            con.execute(f"PRAGMA page_size={new_page_size}")
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self._synchronous}")
         return con
@@ -197,14 +203,15 @@ class SqliteHistoryStore:
 
     def new_series(self, meter: str, serial: str, first_index: int,
                    sync_state: Mapping[str, Any] | None = None) -> Series:
-        """Start a new series; ``sync_state``, when given, is committed with it (so a
-        restart never finds a series its sync state does not know)."""
+        """Start a new series; ``sync_state``, when given, is committed with it, its
+        ``series_id`` set to the new series' id (so a restart never finds a series its
+        sync state does not know)."""
         with self._write() as con:
             cur = con.execute("INSERT INTO series (meter, serial, first_index) VALUES (?, ?, ?)",
                               (meter, serial, first_index))
             series = Series(cur.lastrowid, meter, serial, first_index)
             if sync_state is not None:
-                self._put_state(con, meter, sync_state)
+                self._put_state(con, meter, {**sync_state, "series_id": series.id})
         return series
 
     def sync_state(self, meter: str) -> Mapping[str, Any] | None:
@@ -242,7 +249,8 @@ class SqliteHistoryStore:
                 times = [r[0] for r in packed]
                 t_min, t_max = min(times), max(times)
                 span = max(span, t_max - t_min)
-                con.execute("INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?, ?)",
+                con.execute("INSERT OR REPLACE INTO chunk (series_id, chunk_no, t_min, t_max, n, data) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
                             (sid, chunk_no, t_min, t_max, len(packed), pack_rows(packed)))
             if added or span:
                 con.execute("UPDATE series SET rows = rows + ?, span = max(span, ?) WHERE id=?",

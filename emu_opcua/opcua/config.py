@@ -63,6 +63,17 @@ class MeterConfig:
 
 
 @frozen
+class HistoryConfig:
+    """``[history]``: datalog sync into the history store under ``data_dir``."""
+
+    enabled: bool = True
+    retention_days: int = 0  # rows older than this are deleted; 0: kept forever
+    backfill_days: int | None = None  # on first contact; None: all the meter holds
+    max_concurrent_pages: int = 4  # fleet-wide, backfill pages in flight at once
+    interval: float = 60.0  # s between checks for new rows once a meter is current
+
+
+@frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 4840
@@ -78,6 +89,10 @@ class ServerConfig:
     meters: tuple[MeterConfig, ...] = ()
     max_history_continuation_points: int = 10  # per session; the oldest is dropped beyond
     source: str = "<config>"
+    data_dir: Path = Path("data")  # the history store and other state (Docker: /data)
+    #: built by hand (tests, embedding): no history unless given; configuration files
+    #: get HistoryConfig() (on) unless [history] enabled = false
+    history: HistoryConfig = HistoryConfig(enabled=False)
 
     @property
     def endpoint(self) -> str:
@@ -112,7 +127,8 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 
 
 _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostnames", "pki_dir",
-                "security_policies", "allow_anonymous", "trust_all_clients"}
+                "security_policies", "allow_anonymous", "trust_all_clients", "data_dir"}
+_HISTORY_KEYS = {"enabled", "retention_days", "backfill_days", "max_concurrent_pages", "interval"}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after"}
@@ -184,8 +200,9 @@ class _Reader:
 
     # sections ---------------------------------------------------------------------------
     def read(self, doc: Mapping[str, Any]) -> ServerConfig:
-        self.unknown(doc, {"server", "users", "defaults", "meters"}, "top level")
+        self.unknown(doc, {"server", "users", "defaults", "meters", "history"}, "top level")
         kwargs = self.server(self.table(doc, "server", "server"))
+        kwargs["history"] = self.history(self.table(doc, "history", "history"))
         users = self.users(doc.get("users", []))
         defaults = self.table(doc, "defaults", "defaults")
         self.unknown(defaults, _DEFAULT_KEYS, "defaults")
@@ -226,7 +243,23 @@ class _Reader:
         out["security_policies"] = policies
         out["allow_anonymous"] = self.boolean(t, "allow_anonymous", where, True)
         out["trust_all_clients"] = self.boolean(t, "trust_all_clients", where, False)
+        if "data_dir" in t:
+            out["data_dir"] = self.path(self.string(t, "data_dir", where))
         return out
+
+    def history(self, t: Mapping[str, Any]) -> HistoryConfig:
+        where = "history"
+        self.unknown(t, _HISTORY_KEYS, where)
+        backfill = t.get("backfill_days")
+        if backfill is not None:
+            backfill = self.integer(t, "backfill_days", where, 0, 0, 100 * 366)
+        return HistoryConfig(
+            enabled=self.boolean(t, "enabled", where, True),
+            retention_days=self.integer(t, "retention_days", where, 0, 0, 100 * 366),
+            backfill_days=backfill,
+            max_concurrent_pages=self.integer(t, "max_concurrent_pages", where, 4, 1, 1000),
+            interval=self.seconds(t, "interval", where, 60.0),
+        )
 
     def endpoint(self, value: Any, where: str) -> tuple[str, int]:
         from urllib.parse import urlparse

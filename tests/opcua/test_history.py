@@ -170,7 +170,7 @@ async def test_server_history_capabilities_are_filled_in(setup: Setup):
     caps = setup.client.get_node(ua.ObjectIds.HistoryServerCapabilities)
     assert await (await caps.get_child("0:AccessHistoryDataCapability")).read_value() is True
     assert await (await caps.get_child("0:AccessHistoryEventsCapability")).read_value() is False
-    assert await (await caps.get_child("0:MaxReturnDataValues")).read_value() == setup.gateway.history.max_values
+    assert await (await caps.get_child("0:MaxReturnDataValues")).read_value() == setup.gateway.history_service.max_values
     assert await (await caps.get_child("0:InsertDataCapability")).read_value() is False
     assert await (await caps.get_child("0:DeleteRawCapability")).read_value() is False
     assert await (await caps.get_child("0:ServerTimestampSupported")).read_value() is True
@@ -315,7 +315,7 @@ async def test_continuation_points_belong_to_their_session(setup: Setup):
         assert stolen.StatusCode.value == ua.StatusCodes.BadContinuationPointInvalid
         (own,) = await setup.history(d, [power], client=other)
         assert own.ContinuationPoint
-        service = setup.gateway.history
+        service = setup.gateway.history_service
         sessions = [s for s in service.points._sessions if service.points.count(s)]
         assert len(sessions) >= 2
     # the other session closed: its points are gone
@@ -418,7 +418,7 @@ async def test_node_opcua_reads_at_time(setup: Setup):
 
 
 async def test_server_page_limit_pages_raw_and_at_time_reads(setup: Setup):
-    service = setup.gateway.history
+    service = setup.gateway.history_service
     power = setup.q("boiler", "active_power_total")
     saved = service.max_values
     service.max_values = 4  # MaxReturnDataValues, as if 10,000 were 4
