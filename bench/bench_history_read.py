@@ -99,8 +99,9 @@ def make_store(data_dir: Path, meters: int, years: float):
                 sid = con.execute("INSERT INTO series (meter, serial, first_index, rows, span) "
                                   "SELECT ?, ?, first_index, rows, span FROM series WHERE id=?",
                                   (f"meter-{m:04d}", f"serial-{m}", series.id)).lastrowid
-                con.execute("INSERT INTO chunk SELECT ?, chunk_no, t_min, t_max, n, data FROM chunk "
-                            "WHERE series_id=?", (sid, series.id))
+                con.execute("INSERT INTO chunk (series_id, chunk_no, t_min, t_max, n, data) "
+                            "SELECT ?, chunk_no, t_min, t_max, n, data FROM chunk WHERE series_id=?",
+                            (sid, series.id))
     return store
 
 
