@@ -1,6 +1,6 @@
 """MeterModel.build for fleets of growing size: time and memory (prints tables; no assertions).
 
-    .venv/bin/python bench/bench_model.py [max_meters] [--check] [--top N] [--top-meters M]
+    .venv/bin/python bench/bench_model.py [max_meters] [--check] [--top N] [--top-meters M] [--history]
 
 Each fleet size is built in a fresh subprocess (an initialised asyncua ``Server``, then
 ``MeterModel.build``), so sizes do not share an allocator state. Per size:
@@ -14,6 +14,9 @@ Each fleet size is built in a fresh subprocess (an initialised asyncua ``Server`
 
 ``--check`` first verifies that what a client can see of copied meters (every attribute
 read, every reference, in order) is what asyncua's own AddNodes makes, node for node.
+
+``--history`` builds the meters with history (historized variables and their HA
+Configuration, ``MeterModel.build(..., history=True)``), as a gateway with a store does.
 
 ``--top N`` then prints the N allocation sites (grouped by traceback, 6 frames, diff of
 two snapshots around the build of ``--top-meters`` meters, default 100) that hold the
@@ -40,6 +43,9 @@ def rss_kib() -> int:
     return 0
 
 
+HISTORY = "--history" in sys.argv
+
+
 async def _build(n: int):
     from asyncua import Server
 
@@ -59,7 +65,7 @@ async def child(n: int, mode: str, top: int) -> dict:
     if mode == "time":
         rss0 = rss_kib()
         t0 = time.perf_counter()
-        model = await MeterModel.build(server, names)
+        model = await MeterModel.build(server, names, history=HISTORY)
         result["seconds"] = time.perf_counter() - t0
         gc.collect()
         result["rss_kib"] = rss_kib() - rss0
@@ -70,7 +76,7 @@ async def child(n: int, mode: str, top: int) -> dict:
         tracemalloc.start(6 if top else 1)
         before = tracemalloc.take_snapshot() if top else None
         base = tracemalloc.get_traced_memory()[0]
-        model = await MeterModel.build(server, names)
+        model = await MeterModel.build(server, names, history=HISTORY)
         gc.collect()
         result["traced"] = tracemalloc.get_traced_memory()[0] - base
         if top:
@@ -104,8 +110,10 @@ async def check() -> int:
         for name in names:
             items: list = []
             waiting: list = []
-            m._meter_items(name, built.namespace_index, built.folder, items, waiting, True)
+            references: list = []
+            m._meter_items(name, built.namespace_index, built.folder, items, waiting, True, HISTORY, references)
             await m._add_nodes(server, items)
+            await m._add_references(server, references)
             for node_id in waiting:
                 await server.write_attribute_value(node_id, ua.DataValue(StatusCode=m._WAITING))
         return server
@@ -113,8 +121,8 @@ async def check() -> int:
     async def ours() -> Server:
         server = Server()
         await server.init()
-        await m.MeterModel.build(server, names[:1])
-        await m.MeterModel.build(server, names[1:])  # a second build: its own first meter
+        await m.MeterModel.build(server, names[:1], history=HISTORY)
+        await m.MeterModel.build(server, names[1:], history=HISTORY)  # a second build: its own first meter
         return server
 
     def seen(server: Server) -> dict:
@@ -138,7 +146,8 @@ async def check() -> int:
 
 
 def run_child(n: int, mode: str, top: int = 0) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--mode", mode, "--top", str(top)],
+    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--mode", mode, "--top", str(top)]
+                         + (["--history"] if HISTORY else []),
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -150,6 +159,7 @@ def main() -> None:
                         help="first compare copied meters with AddNodes-built ones (exit 1 if they differ)")
     parser.add_argument("--top", type=int, default=0, help="print the N biggest allocation sites")
     parser.add_argument("--top-meters", type=int, default=100)
+    parser.add_argument("--history", action="store_true", help="build meters with history nodes")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="time", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Callable, Iterable
 
 from attrs import field, frozen
 
@@ -95,13 +95,7 @@ class DatalogRow:
 
     def value(self, quantity: Quantity) -> float:
         """``quantity`` from this row, in ``quantity.unit`` (Wh -> kWh, mA -> A, ...)."""
-        getter = _VALUE_GETTERS.get(quantity.code)
-        if getter is None or getter[0] is not quantity.datalog:
-            getter = _value_getter(quantity)
-        _src, indices, divisor, factor = getter
-        raw = self.raw
-        total = raw[indices[0]] if len(indices) == 1 else sum(raw[i] for i in indices)
-        return total / divisor if divisor else total * factor
+        return raw_value(quantity, self.raw)
 
     def column(self, number: int) -> int:
         """Raw integer of 1-based CSV column ``number`` (5..28)."""
@@ -137,6 +131,32 @@ _VALUE_GETTERS = {
     for q in CATALOGUE
     if q.datalog is not None and min(q.datalog.columns) >= FIRST_RAW_COLUMN
 }
+
+
+def raw_value(quantity: Quantity, raw: tuple[int, ...]) -> float:
+    """``quantity`` from a row's integer columns 5..28 (:attr:`DatalogRow.raw`, or a stored
+    row's), in ``quantity.unit``: the datalog column(s) summed, then scaled."""
+    getter = _VALUE_GETTERS.get(quantity.code)
+    if getter is None or getter[0] is not quantity.datalog:
+        getter = _value_getter(quantity)
+    _src, indices, divisor, factor = getter
+    total = raw[indices[0]] if len(indices) == 1 else sum(raw[i] for i in indices)
+    return total / divisor if divisor else total * factor
+
+
+def raw_value_reader(quantity: Quantity) -> Callable[[tuple[int, ...]], float]:
+    """:func:`raw_value` for one quantity, compiled: ``reader(raw)`` is the value. For
+    reading many rows of one quantity (history reads)."""
+    _src, indices, divisor, factor = _value_getter(quantity)
+    if len(indices) == 1:
+        (i,) = indices
+        if divisor:
+            return lambda raw: raw[i] / divisor
+        return lambda raw: raw[i] * factor
+    if divisor:
+        return lambda raw: sum([raw[j] for j in indices]) / divisor
+    return lambda raw: sum([raw[j] for j in indices]) * factor
+
 
 #: Catalogue quantities carried by the datalog's value columns, in catalogue order.
 DATALOG_QUANTITIES: tuple[Quantity, ...] = tuple(q for q in CATALOGUE if q.code in _VALUE_GETTERS)

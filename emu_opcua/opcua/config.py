@@ -68,6 +68,17 @@ class MeterConfig:
 
 
 @frozen
+class HistoryConfig:
+    """``[history]``: datalog sync into the history store under ``data_dir``."""
+
+    enabled: bool = True
+    retention_days: int = 0  # rows older than this are deleted; 0: kept forever
+    backfill_days: int | None = None  # on first contact; None: all the meter holds
+    max_concurrent_pages: int = 4  # fleet-wide, backfill pages in flight at once
+    interval: float = 60.0  # s between checks for new rows once a meter is current
+
+
+@frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     port: int = 4840
@@ -81,6 +92,7 @@ class ServerConfig:
     trust_all_clients: bool = False  # accept any client certificate (else: pki/trusted only)
     users: tuple[UserConfig, ...] = ()
     meters: tuple[MeterConfig, ...] = ()
+    max_history_continuation_points: int = 10  # per session; the oldest is dropped beyond
     source: str = "<config>"
     # limits, enforced and published in Server/ServerCapabilities (opcua/server_info.py)
     max_sessions: int = 100
@@ -89,6 +101,10 @@ class ServerConfig:
     max_browse_continuation_points: int = 10  # per session
     max_history_continuation_points: int = 10  # per session
     shutdown_grace: float = 5.0  # s ServerStatus announces the shutdown before connections close
+    data_dir: Path = Path("data")  # the history store and other state (Docker: /data)
+    #: built by hand (tests, embedding): no history unless given; configuration files
+    #: get HistoryConfig() (on) unless [history] enabled = false
+    history: HistoryConfig = HistoryConfig(enabled=False)
 
     @property
     def endpoint(self) -> str:
@@ -141,12 +157,14 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostnames", "pki_dir",
                 "security_policies", "allow_anonymous", "trust_all_clients", "max_sessions",
                 "max_subscriptions", "max_monitored_items", "max_browse_continuation_points",
-                "max_history_continuation_points", "shutdown_grace"}
+                "max_history_continuation_points", "shutdown_grace",
+                "data_dir"}
 # max_sessions: asyncua refuses more than 1000 activated sessions itself
 # (InternalSession.max_connections), so more cannot be promised
 _LIMITS = {"max_sessions": (1, 1000), "max_subscriptions": (1, 100_000),
            "max_monitored_items": (1, 10_000_000), "max_browse_continuation_points": (1, 10_000),
            "max_history_continuation_points": (1, 10_000)}
+_HISTORY_KEYS = {"enabled", "retention_days", "backfill_days", "max_concurrent_pages", "interval"}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
@@ -219,8 +237,9 @@ class _Reader:
 
     # sections ---------------------------------------------------------------------------
     def read(self, doc: Mapping[str, Any]) -> ServerConfig:
-        self.unknown(doc, {"server", "users", "defaults", "meters"}, "top level")
+        self.unknown(doc, {"server", "users", "defaults", "meters", "history"}, "top level")
         kwargs = self.server(self.table(doc, "server", "server"))
+        kwargs["history"] = self.history(self.table(doc, "history", "history"))
         users = self.users(doc.get("users", []))
         defaults = self.table(doc, "defaults", "defaults")
         self.unknown(defaults, _DEFAULT_KEYS, "defaults")
@@ -267,7 +286,23 @@ class _Reader:
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
             raise self.fail(where, "shutdown_grace", f"must be 0-3600 seconds, got {_show(grace)}")
         out["shutdown_grace"] = float(grace)
+        if "data_dir" in t:
+            out["data_dir"] = self.path(self.string(t, "data_dir", where))
         return out
+
+    def history(self, t: Mapping[str, Any]) -> HistoryConfig:
+        where = "history"
+        self.unknown(t, _HISTORY_KEYS, where)
+        backfill = t.get("backfill_days")
+        if backfill is not None:
+            backfill = self.integer(t, "backfill_days", where, 0, 0, 100 * 366)
+        return HistoryConfig(
+            enabled=self.boolean(t, "enabled", where, True),
+            retention_days=self.integer(t, "retention_days", where, 0, 0, 100 * 366),
+            backfill_days=backfill,
+            max_concurrent_pages=self.integer(t, "max_concurrent_pages", where, 4, 1, 1000),
+            interval=self.seconds(t, "interval", where, 60.0),
+        )
 
     def endpoint(self, value: Any, where: str) -> tuple[str, int]:
         from urllib.parse import urlparse

@@ -251,19 +251,21 @@ class LocalizedSession(ServiceSession):
         return self.localizer.localize_browse(results, self.locale)
 
 
-def install(server: Server, model: MeterModel, services: Services) -> Localizer:
+def install(server: Server, model: MeterModel, services: Services, *,
+            session_class: type[LocalizedSession] = LocalizedSession) -> Localizer:
     """Make ``server`` answer client sessions in their locale; call once, after building ``model``.
 
-    Sessions created from now on are :class:`LocalizedSession` (a ``services.
-    ServiceSession`` with ``services``); ``InternalServer.create_session`` is replaced on
-    this server's instance only, with the same arguments.
+    Sessions created from now on are ``session_class`` (:class:`LocalizedSession`, a
+    ``services.ServiceSession`` with ``services``, or a subclass);
+    ``InternalServer.create_session`` is replaced on this server's instance only, with
+    the same arguments.
     """
     localizer = Localizer.from_nodeset(model.namespace_index, model.meters)
     iserver = server.iserver
 
     def create_session(name: str, *args: Any, **kwargs: Any) -> LocalizedSession:
-        return LocalizedSession(iserver, iserver.aspace, iserver.subscription_service, name, *args,
-                                localizer=localizer, services=services, **kwargs)
+        return session_class(iserver, iserver.aspace, iserver.subscription_service, name, *args,
+                             localizer=localizer, services=services, **kwargs)
 
     iserver.create_session = create_session
     return localizer

@@ -31,6 +31,8 @@ from asyncua.common.node import Node
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
 from attrs import frozen
 
+from emu_opcua.history import raw
+from emu_opcua.opcua import history as hist
 from emu_opcua.opcua import nodeset as ns
 from emu_opcua.opcua.nodeset import Group, Member
 
@@ -85,6 +87,8 @@ class MeterNodes:
     quantities: Mapping[str, ua.NodeId]  # catalogue code -> node id (measurements + diagnostic counts)
     extremes: Mapping[tuple[str, str], ua.NodeId]  # (code, "min"|"min_time"|"max"|"max_time") -> id
     diagnostics: Mapping[str, ua.NodeId]  # browse name -> node id
+    #: catalogue code -> node id of the HA Configuration of each historized variable
+    history: Mapping[str, ua.NodeId] = {}
 
 
 class MeterModel:
@@ -98,11 +102,14 @@ class MeterModel:
         self.meters: Mapping[str, MeterNodes] = meters
 
     @classmethod
-    async def build(cls, server: Server, meters: Sequence[str], *, extremes: bool = True) -> MeterModel:
+    async def build(cls, server: Server, meters: Sequence[str], *, extremes: bool = True,
+                    history: bool = False) -> MeterModel:
         """Create ``Objects/Meters/<meter>`` for every name (importing the nodeset if needed).
 
         ``server`` must be initialised (``await server.init()``); it need not be started.
-        ``extremes=False`` leaves out the optional Extremes members.
+        ``extremes=False`` leaves out the optional Extremes members. ``history=True`` makes
+        every quantity the datalog carries a historized variable with its HA Configuration
+        (``emu_opcua.opcua.history``; the history service answers for them).
         """
         names = list(meters)
         for name in names:
@@ -125,8 +132,10 @@ class MeterModel:
         # The first meter through asyncua's AddNodes (with the folder, if new): the template.
         waiting: list[ua.NodeId] = []
         start = len(items)
-        first = _meter_items(names[0], idx, folder, items, waiting, extremes)
+        references: list[ua.AddReferencesItem] = []
+        first = _meter_items(names[0], idx, folder, items, waiting, extremes, history, references)
         await _add_nodes(server, items)
+        await _add_references(server, references)
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
             await server.write_attribute_value(node_id, dv)
@@ -196,10 +205,12 @@ _VARIABLE_MASK = (ua.NodeAttributesMask.DisplayName | ua.NodeAttributesMask.Desc
 
 def _variable(node_id: ua.NodeId, parent: ua.NodeId, ref: int, browse: ua.QualifiedName,
               display: ua.LocalizedText, description: ua.LocalizedText, datatype: ua.NodeId,
-              value: ua.Variant, type_definition: int, value_rank: int = -1) -> ua.AddNodesItem:
+              value: ua.Variant, type_definition: int, value_rank: int = -1,
+              historized: bool = False) -> ua.AddNodesItem:
+    access, user_access, historizing = hist.historized_access() if historized else (_READ, _READ, False)
     attrs = ua.VariableAttributes(DisplayName=display, Description=description, Value=value,
-                                  DataType=datatype, ValueRank=value_rank, AccessLevel=_READ,
-                                  UserAccessLevel=_READ, Historizing=False)
+                                  DataType=datatype, ValueRank=value_rank, AccessLevel=access,
+                                  UserAccessLevel=user_access, Historizing=historizing)
     attrs.SpecifiedAttributes = _VARIABLE_MASK
     return ua.AddNodesItem(ParentNodeId=parent, ReferenceTypeId=ua.NodeId(ref), RequestedNewNodeId=node_id,
                            BrowseName=browse, NodeClass=ua.NodeClass.Variable, NodeAttributes=attrs,
@@ -226,7 +237,11 @@ def _meter_texts(name: str, idx: int) -> tuple[ua.QualifiedName, ua.LocalizedTex
 
 
 def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodesItem],
-                 waiting: list[ua.NodeId], extremes: bool) -> MeterNodes:
+                 waiting: list[ua.NodeId], extremes: bool, history: bool = False,
+                 references: list[ua.AddReferencesItem] | None = None) -> MeterNodes:
+    """The AddNodes items of one meter (into ``items``; with ``history`` the references
+    of its historized variables to the HA Configurations shared among them, into
+    ``references``, to add after the nodes)."""
     meter_id = ua.NodeId(name, idx)
     browse, display, description = _meter_texts(name, idx)
     items.append(_object(meter_id, folder, ua.ObjectIds.Organizes, browse, display, description.Text,
@@ -234,6 +249,8 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
     found: dict[str, dict] = {g.browse_name: {} for g in ns.TYPE_GROUPS}
     quantities: dict[str, ua.NodeId] = {}
     extreme_ids: dict[tuple[str, str], ua.NodeId] = {}
+    configurations: dict[str, ua.NodeId] = {}  # code -> HA Configuration
+    shared_configurations: dict[bool, ua.NodeId] = {}  # stepped -> HA Configuration
     for group in ns.TYPE_GROUPS:
         group_id = ua.NodeId(node_id_string(name, group.browse_name), idx)
         items.append(_object(group_id, meter_id, ua.ObjectIds.HasComponent,
@@ -245,15 +262,29 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
             initial = _initial_value(member)
             if initial is None:
                 waiting.append(member_id)
+            historized = (history and member.extreme is None and member.quantity is not None
+                          and member.quantity.code in hist.HISTORIZED)
             items.append(_variable(
                 member_id, group_id,
                 ua.ObjectIds.HasProperty if member.kind == "property" else ua.ObjectIds.HasComponent,
                 ua.QualifiedName(member.browse_name, idx),
                 ua.LocalizedText(member.display_en, "en"), ua.LocalizedText(member.description_en, "en"),
                 _datatype(member, idx), initial if initial is not None else ua.Variant(),
-                ns.member_type_definition(member)))
+                ns.member_type_definition(member), historized=historized))
             if member.kind == "analog":
                 _analog_properties(member, member_id, items)
+            if historized:
+                stepped = raw.stepped(member.quantity)
+                config = shared_configurations.get(stepped)
+                if config is None:
+                    config_items = hist.configuration_items(member_id, name, stepped)
+                    items.extend(config_items)
+                    config = shared_configurations[stepped] = config_items[0].RequestedNewNodeId
+                else:
+                    if references is None:
+                        raise ValueError("history needs a list for the references")
+                    references.extend(hist.configuration_references(member_id, config))
+                configurations[member.quantity.code] = config
             if member.extreme is not None and member.quantity is not None:
                 extreme_ids[(member.quantity.code, member.extreme)] = member_id
             elif member.quantity is not None:
@@ -261,7 +292,7 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
             found[group.browse_name][member.browse_name] = member_id
     return MeterNodes(name=name, object=meter_id, identification=found["Identification"],
                       configuration=found["Configuration"], quantities=quantities,
-                      extremes=extreme_ids, diagnostics=found["Diagnostics"])
+                      extremes=extreme_ids, diagnostics=found["Diagnostics"], history=configurations)
 
 
 #: Properties whose Value is fixed by the model (the same for every meter).
@@ -278,6 +309,15 @@ async def _add_nodes(server: Server, items: list[ua.AddNodesItem]) -> None:
     for item, result in zip(items, results):
         if not result.StatusCode.is_good():
             raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
+
+
+async def _add_references(server: Server, references: list[ua.AddReferencesItem]) -> None:
+    if not references:
+        return
+    results = await server.get_objects_node().session.add_references(references)
+    for item, result in zip(references, results):
+        if not result.is_good():
+            raise ValueError(f"cannot add reference {item.SourceNodeId} -> {item.TargetNodeId}: {result.name}")
 
 
 def _read_node_id(node_id: ua.NodeId, attr: ua.AttributeIds) -> ua.DataValue:
@@ -356,7 +396,10 @@ class _Template:
             attributes[_NODE_ID] = node_id_attribute
             if not suffix:
                 kind, own = "meter", (_BROWSE_NAME, _DISPLAY_NAME, _DESCRIPTION)
-            elif _VALUE in attributes and not suffix.endswith(_STATIC_VALUES):
+            # an HA Configuration's values are the same for every meter but its archive
+            # start, which one callback answers per node id: static too
+            elif _VALUE in attributes and not suffix.endswith(_STATIC_VALUES) \
+                    and not hist.is_configuration_node(suffix):
                 kind, own = "live", (_VALUE,)
             else:
                 kind, own = "static", ()
@@ -421,7 +464,7 @@ class _Template:
         t = self.nodes
         return MeterNodes(name=name, object=node_ids[0], identification=ids(t.identification),
                           configuration=ids(t.configuration), quantities=ids(t.quantities),
-                          extremes=ids(t.extremes), diagnostics=ids(t.diagnostics))
+                          extremes=ids(t.extremes), diagnostics=ids(t.diagnostics), history=ids(t.history))
 
 
 def _instantiated(group: Group, extremes: bool) -> Iterable[Member]:

@@ -210,6 +210,24 @@ def _diagnostics() -> Group:
         _var("MeterTime", I_UTCTIME, "Meter time", "Zählerzeit", "Clock of the meter (UTC)",
              "Uhrzeit des Zählers (UTC)"),
     ]
+    members += [  # datalog sync into the history store (emu_opcua.history)
+        _var("HistorySyncState", I_STRING, "History sync state", "Historien-Synchronisation",
+             "Datalog sync: starting, backfilling, current, failing or disabled",
+             "Datenlogger-Synchronisation: starting, backfilling, current, failing oder disabled"),
+        _var("HistorySyncProgress", I_DOUBLE, "History sync progress", "Historien-Fortschritt",
+             "Share of the rows the meter holds that are stored [%]",
+             "Anteil der gespeicherten Zeilen des Zählers [%]"),
+        _var("HistoryRowsStored", I_UINT64, "History rows stored", "Gespeicherte Historienzeilen",
+             "Datalog rows in the history store (every series of this meter)",
+             "Datenloggerzeilen im Historienspeicher (alle Serien dieses Zählers)"),
+        _var("HistoryOldestRow", I_UTCTIME, "Oldest history row", "Älteste Historienzeile",
+             "Timestamp of the oldest stored datalog row", "Zeitstempel der ältesten gespeicherten Zeile"),
+        _var("HistoryNewestRow", I_UTCTIME, "Newest history row", "Neueste Historienzeile",
+             "Timestamp of the newest stored datalog row", "Zeitstempel der neuesten gespeicherten Zeile"),
+        _var("HistoryLastSyncError", I_STRING, "Last history sync error", "Letzter Synchronisationsfehler",
+             "Message of the last datalog sync error (empty when the last step worked)",
+             "Meldung des letzten Synchronisationsfehlers (leer, wenn der letzte Schritt gelang)"),
+    ]
     for q in CATALOGUE:
         if q.group == "diagnostic":
             members.append(Member(q.browse_name, I_UINT32, "variable", q.display_en, q.display_de,

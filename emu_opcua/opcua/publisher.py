@@ -19,6 +19,7 @@ from asyncua import Server, ua
 
 from emu_opcua.gateway.health import ConnectionState
 from emu_opcua.gateway.poller import Diagnostics
+from emu_opcua.history.syncer import SyncDiagnostics
 from emu_opcua.meter.catalogue import BY_CODE
 from emu_opcua.meter.meterdata import Extremes
 from emu_opcua.meter.status import MeterStatus
@@ -199,3 +200,24 @@ class MeterPublisher:
                 await self._write(diag[browse], value, vt)
         if "DeviceHealth" in self._nodes.identification:
             await self._write(self._nodes.identification["DeviceHealth"], health, _VT.Int32)
+
+    async def history(self, d: SyncDiagnostics) -> None:
+        """Datalog sync diagnostics (``Diagnostics/History*``); called by the syncer."""
+        diag = self._nodes.diagnostics
+        entries = [
+            ("HistorySyncState", d.state, _VT.String),
+            ("HistorySyncProgress", round(d.progress * 100.0, 1), _VT.Double),
+            ("HistoryRowsStored", int(d.rows_stored), _VT.UInt64),
+            ("HistoryLastSyncError", d.last_error, _VT.String),
+        ]
+        if d.oldest_row is not None:
+            entries.append(("HistoryOldestRow", d.oldest_row, _VT.DateTime))
+        if d.newest_row is not None:
+            entries.append(("HistoryNewestRow", d.newest_row, _VT.DateTime))
+        for browse, value, vt in entries:
+            if browse in diag:
+                await self._write(diag[browse], value, vt)
+
+    async def history_disabled(self) -> None:
+        if "HistorySyncState" in self._nodes.diagnostics:
+            await self._write(self._nodes.diagnostics["HistorySyncState"], "disabled", _VT.String)

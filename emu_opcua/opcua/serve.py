@@ -14,6 +14,8 @@ import gc
 import logging
 import os
 import signal
+import tempfile
+import time
 from pathlib import Path
 
 import sys
@@ -25,9 +27,13 @@ from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError, ListenError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
+from emu_opcua.history.sqlite import SqliteHistoryStore
+from emu_opcua.history.store import HistoryStore
+from emu_opcua.history.sync import SyncPolicy
+from emu_opcua.history.syncer import MeterSyncer, StoreWriter, SyncSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization, server_info, services
-from emu_opcua.opcua.config import MeterConfig, ServerConfig, config_warnings, load_config
+from emu_opcua.opcua import history, localization, server_info, services
+from emu_opcua.opcua.config import HistoryConfig, MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
@@ -45,6 +51,14 @@ STOP_TIMEOUT = 10.0  # seconds the pollers get to stop on shutdown
 GC_THRESHOLDS = (20_000, 20, 100)
 #: Longest wait for every meter's first poll before the long-lived objects are frozen.
 SETTLE_TIMEOUT = 60.0
+#: Datalog rows per day (one every 15 minutes), for backfill_days.
+ROWS_PER_DAY = 96
+PRUNE_INTERVAL = 3600.0  # s between retention runs
+
+
+def sync_settings(history: HistoryConfig) -> SyncSettings:
+    depth = None if history.backfill_days is None else history.backfill_days * ROWS_PER_DAY
+    return SyncSettings(SyncPolicy(backfill_rows=depth), interval=history.interval)
 
 
 def poll_settings(meter: MeterConfig) -> PollSettings:
@@ -68,22 +82,35 @@ def load_register_map(meter: MeterConfig) -> RegisterMap:
     return attrs.evolve(register_map, unit_id=meter.unit_id)
 
 
+class GatewaySession(history.HistorySessionMixin, localization.LocalizedSession):
+    """A client session: texts in its locale, history with its own continuation points."""
+
+
 class GatewayServer:
     """An asyncua server, the meter model, and one poller per meter.
 
     ``async with GatewayServer(config):`` starts everything; leaving stops the pollers,
-    closes every meter connection and stops the server.
+    closes every meter connection and stops the server. With history on (``[history]
+    enabled``) the datalog is synced into the store under ``data_dir`` and its quantities
+    are historized variables answered from it; ``history_store`` serves history from a
+    store of the caller's instead (tests, benchmarks; with sync off, nothing writes it).
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, history_store: HistoryStore | None = None) -> None:
         self.config = config
         #: asyncua's Server with our Read/Write/Browse/BrowseNext/Call (services.py)
         self.server = services.OpcUaServer()
         #: every method clients may call; register more before start() (methods.py)
         self.methods = MethodRegistry()
+        self.history_store = history_store
+        #: the HistoryRead service (iserver.history_manager)
+        self.history_service: history.HistoryService | None = None
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
+        self.syncers: dict[str, MeterSyncer] = {}
+        #: the history store and its writer thread (None when history is off)
+        self.history: StoreWriter | None = None
         self._http_clients: list[MeterHttpClient] = []
         self._tasks: list[asyncio.Task] = []
         #: set once every meter was polled and long-lived objects were frozen
@@ -103,10 +130,22 @@ class GatewayServer:
             services.ServiceSettings(max_browse_continuation_points=config.max_browse_continuation_points),
             self.methods)
         await services.install(self.server, self.services)  # before the model: marks ns0's methods
-        self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
-        # DisplayName/Description in each session's locale
-        localizer = localization.install(self.server, self.model, self.services)
+        if config.history.enabled:
+            self.history = StoreWriter(SqliteHistoryStore.in_directory(config.data_dir))
+            pages = asyncio.Semaphore(config.history.max_concurrent_pages)
+            settings = sync_settings(config.history)
+        store = self.history_store
+        if store is None and self.history is not None:
+            store = self.history.store
+        self.model = await MeterModel.build(self.server, [m.name for m in config.meters],
+                                            history=store is not None)
+        # DisplayName/Description in each session's locale; history per session
+        localizer = localization.install(self.server, self.model, self.services, session_class=GatewaySession)
         await server_info.publish_identity(self.server, config, localizer.locales)
+        # without a store too: HistoryRead of a node without history is then
+        # Bad_HistoryOperationUnsupported (asyncua's own manager answers Good, no data)
+        self.history_service = await history.install(
+            self.server, self.model, store, max_continuation_points=config.max_history_continuation_points)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
@@ -138,6 +177,14 @@ class GatewayServer:
             self.pollers[meter.name] = poller
             self.publishers[meter.name] = publisher
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll {meter.name}"))
+            if self.history is not None:
+                syncer = MeterSyncer(meter.name, http, self.history, pages, settings, report=publisher.history)
+                self.syncers[meter.name] = syncer
+                self._tasks.append(asyncio.create_task(syncer.run(), name=f"sync {meter.name}"))
+            else:
+                await publisher.history_disabled()
+        if self.history is not None and config.history.retention_days:
+            self._tasks.append(asyncio.create_task(self._prune(config.history.retention_days), name="retention"))
         if self.pollers:
             self._tasks.append(asyncio.create_task(self._settle(), name="freeze long-lived objects"))
         log.info("serving %d meter(s) on %s", len(config.meters), config.endpoint)
@@ -158,6 +205,16 @@ class GatewayServer:
         log.debug("froze %d long-lived objects", gc.get_freeze_count())
         self.settled.set()
 
+    async def _prune(self, days: int) -> None:
+        """Retention: delete rows older than ``days``, hourly, in the writer thread."""
+        assert self.history is not None
+        while True:
+            before = int(time.time()) - days * 86400
+            removed = await self.history.call(self.history.store.prune, before)
+            if removed:
+                log.info("history retention: deleted %d row(s) older than %d days", removed, days)
+            await asyncio.sleep(PRUNE_INTERVAL)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -170,6 +227,9 @@ class GatewayServer:
         for http in self._http_clients:
             await http.aclose()
         self._http_clients.clear()
+        if self.history is not None:  # after the syncers: the writer finishes its last batch
+            await asyncio.to_thread(self.history.close)
+            self.history = None
         await self.server.stop()
         # what was frozen may be garbage now (this server's nodes, pollers): let the
         # collector see it again (matters when one process runs several servers: tests)
@@ -196,6 +256,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="listen address (overrides the configuration)")
     parser.add_argument("--port", type=argtypes.port, help="listen port (overrides the configuration; default 4840)")
     parser.add_argument("--pki-dir", type=Path, help="certificate folder (overrides the configuration)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="history store folder (overrides the configuration; demo: a temporary folder)")
     parser.add_argument("--demo-meters", type=argtypes.int_range(1), default=DEMO_METERS, metavar="N",
                         help=f"simulated meters in the demo (default {DEMO_METERS})")
 
@@ -208,6 +270,8 @@ def _override(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
         changes["port"] = args.port
     if args.pki_dir is not None:
         changes["pki_dir"] = args.pki_dir
+    if getattr(args, "data_dir", None) is not None:
+        changes["data_dir"] = args.data_dir
     return attrs.evolve(config, **changes)
 
 
@@ -233,7 +297,10 @@ async def serve(args: argparse.Namespace) -> int:
                 MeterConfig(name=f"demo-{i + 1}", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port)
                 for i, p in enumerate(fleet.ports())
             )
-            config = ServerConfig(meters=meters, pki_dir=Path("pki"))
+            # the demo's meters are new on every start: their history goes with them
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="emu-opcua-demo-"))
+            config = ServerConfig(meters=meters, pki_dir=Path("pki"), data_dir=Path(data_dir),
+                                  history=HistoryConfig())
             print(f"demo: {len(meters)} simulated meter(s); pass --config FILE to serve real meters")
         config = _override(config, args)
         for warning in config_warnings(config):

@@ -230,6 +230,20 @@ async def test_values_are_good_and_agree_with_the_meter(gw: Gateway, meter: str)
         assert values[code].SourceTimestamp == row.timestamp, code
 
 
+async def test_history_read_without_a_store_is_unsupported_not_an_empty_answer(gw: Gateway):
+    # asyncua's own history manager answers Good with no data for a node without history
+    params = ua.HistoryReadParameters()
+    params.HistoryReadDetails = ua.ReadRawModifiedDetails(StartTime=datetime(2024, 1, 1), EndTime=datetime(2030, 1, 1))
+    params.TimestampsToReturn = ua.TimestampsToReturn.Source
+    params.ReleaseContinuationPoints = False  # (asyncua's default is True: release, read nothing)
+    params.NodesToRead = [ua.HistoryReadValueId(NodeId=gw.model.quantity("boiler", "active_power_total"))]
+    (result,) = await gw.client.uaclient.history_read(params)
+    assert result.StatusCode.value == ua.StatusCodes.BadHistoryOperationUnsupported
+    historizing = await gw.node(gw.model.quantity("boiler", "active_power_total")).read_attribute(
+        ua.AttributeIds.Historizing)
+    assert historizing.Value.Value is False
+
+
 async def test_identification_and_configuration(gw: Gateway):
     for meter in NAMES:
         nodes = gw.model.meters[meter]

@@ -1,0 +1,113 @@
+"""History store and datalog sync: ingest rate, bytes per row, read time.
+
+    .venv/bin/python bench/bench_history.py [--meters 2] [--days 1095] [--pages 4]
+
+1. ``emu-opcua simulate --meters N --history-days D`` in its own process (127.0.0.1).
+2. Here: one MeterSyncer per meter into a fresh SqliteHistoryStore (the gateway's code:
+   HTTP pages on the event loop, parse and store in the one writer thread, at most
+   ``--pages`` pages in flight), timed from the first request until every meter is
+   current: **ingest rows/s**.
+3. **Bytes per row**: the database file after a WAL checkpoint, divided by the rows.
+4. **Read**: one day (96 rows) of one meter at random places in its history, and a
+   continuation read of 1000 rows, median of 200 reads.
+Only 127.0.0.1 is contacted. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from emu_opcua.clients.http import MeterHttpClient  # noqa: E402
+from emu_opcua.history.sqlite import FILE_NAME, SqliteHistoryStore  # noqa: E402
+from emu_opcua.history.sync import SyncPolicy  # noqa: E402
+from emu_opcua.history.syncer import MeterSyncer, StoreWriter, SyncSettings  # noqa: E402
+
+
+async def ingest(meters: list[dict], data_dir: Path, pages: int) -> tuple[float, int]:
+    writer = StoreWriter(SqliteHistoryStore.in_directory(data_dir))
+    semaphore = asyncio.Semaphore(pages)
+    clients = [MeterHttpClient("127.0.0.1", m["http_port"], timeout=60) for m in meters]
+    syncers = [MeterSyncer(f"m{i}", c, writer, semaphore, SyncSettings(SyncPolicy(), interval=3600))
+               for i, c in enumerate(clients)]
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(s.run()) for s in syncers]
+    await asyncio.gather(*(s.current.wait() for s in syncers))
+    elapsed = time.perf_counter() - t0
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for c in clients:
+        await c.aclose()
+    await asyncio.to_thread(writer.close)
+    return elapsed, sum(s.rows_added for s in syncers)
+
+
+def read_times(path: Path, meter: str) -> tuple[float, float]:
+    store = SqliteHistoryStore(path)
+    try:
+        oldest, newest = store.extent(meter)
+        rnd = random.Random(1)
+        day, page = [], []
+        for _ in range(200):
+            t = rnd.randrange(oldest.timestamp, newest.timestamp - 86400)
+            t0 = time.perf_counter()
+            rows = store.read(meter, t, t + 86400)
+            day.append(time.perf_counter() - t0)
+            assert len(rows) >= 90, len(rows)
+            t0 = time.perf_counter()
+            rows = store.read(meter, t - 86400 * 30, newest.timestamp + 1, limit=1000)
+            page.append(time.perf_counter() - t0)
+        return statistics.median(day), statistics.median(page)
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=2)
+    parser.add_argument("--days", type=float, default=1095)
+    parser.add_argument("--pages", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ports = tmp / "ports.json"
+        sim = subprocess.Popen([sys.executable, "-m", "emu_opcua", "simulate", "--meters", str(args.meters),
+                                "--history-days", str(args.days), "--ports-file", str(ports)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL)
+        try:
+            while not ports.exists():
+                time.sleep(0.1)
+            meters = json.loads(ports.read_text())["meters"]
+            elapsed, rows = asyncio.run(ingest(meters, tmp / "data", args.pages))
+        finally:
+            sim.terminate()
+            sim.wait()
+        path = tmp / "data" / FILE_NAME
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        size = os.path.getsize(path)
+        day, page = read_times(path, "m0")
+    print()
+    print("| meters x days | rows | ingest from the simulator | store bytes/row (target <= 64) | read 1 day | read 1000 rows |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {args.meters} x {args.days:g} | {rows:,} | {rows / elapsed:,.0f} rows/s ({elapsed:.1f} s, "
+          f"{args.pages} pages in flight) | {size / rows:.1f} | {day * 1e3:.2f} ms | {page * 1e3:.2f} ms |")
+
+
+if __name__ == "__main__":
+    main()
