@@ -60,6 +60,9 @@ class MeterConfig:
     http_timeout: float = 5.0  # s
     modbus_timeout: float = 2.0  # s
     stale_after: float = 30.0  # s a value stays Uncertain (last usable) before it turns Bad
+    #: every good poll gives its values a new SourceTimestamp, changed or not (default:
+    #: only changes are written, an unchanged value keeps the time it last changed)
+    refresh_timestamps: bool = False
 
 
 @frozen
@@ -114,7 +117,7 @@ _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostname
                 "security_policies", "allow_anonymous", "trust_all_clients"}
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
-               "datalog_interval", "http_timeout", "modbus_timeout", "stale_after"}
+               "datalog_interval", "http_timeout", "modbus_timeout", "stale_after", "refresh_timestamps"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -328,6 +331,7 @@ class _Reader:
             modbus_port=modbus_port,
             unit_id=self.integer(t, "unit_id", where, 1, 0, 255),
             password=password, register_map=register_map,
+            refresh_timestamps=self.boolean(t, "refresh_timestamps", where, False),
             **{k: self.seconds(t, k, where, getattr(MeterConfig.__attrs_attrs__, k).default)
                for k in _INTERVALS},
         )

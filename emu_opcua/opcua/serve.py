@@ -100,7 +100,8 @@ class GatewayServer:
         gc.set_threshold(*GC_THRESHOLDS)
         await self.server.start()
         for meter in config.meters:
-            publisher = MeterPublisher(self.server, self.model.meters[meter.name])
+            publisher = MeterPublisher(self.server, self.model.meters[meter.name],
+                                       refresh_timestamps=meter.refresh_timestamps)
             http = MeterHttpClient(meter.host, meter.http_port, password=meter.password,
                                    timeout=meter.http_timeout)
             self._http_clients.append(http)

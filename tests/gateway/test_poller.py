@@ -50,6 +50,9 @@ class RecordingSink:
     async def status(self, status: MeterStatus) -> None:
         self._add("status", status)
 
+    async def status_failed(self, status: str) -> None:
+        self._add("status_failed", status)
+
     async def diagnostics(self, diagnostics: Diagnostics) -> None:
         self.last_diagnostics = diagnostics
         self._add("diagnostics", diagnostics)
