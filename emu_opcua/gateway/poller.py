@@ -432,15 +432,13 @@ class MeterPoller:
 
     def _modbus_answers(self) -> None:
         """Modbus answered a retry while meterdata.json served the fast values: back to
-        Modbus now. Ask status.json at once (ModbusEnabled, the port) and cross-check soon
-        (the values only Modbus supplies recover with it)."""
+        Modbus now, and ask status.json at once (ModbusEnabled, the port)."""
         log.warning("meter %s: Modbus answers again", self.name)
         self._modbus_failing = False
         self._modbus_enabled = True  # it answers, so it is on; status.json will confirm
-        self._last_crosscheck = min(self._last_crosscheck, self.clock() - self.settings.crosscheck_interval)
         self._choose_source()
         self._wakeups["status"].set()
-        self._wakeups["extremes"].set()
+        self._crosscheck_soon()
 
     async def _poll_extremes(self) -> None:
         now = self.clock()
@@ -544,8 +542,15 @@ class MeterPoller:
         if health.consecutive_failures or health.last_success is None:
             # (only then: the fast path records nothing per poll; staleness counts
             # from the first failure, so the time of the last success is not needed)
+            if health.consecutive_failures and codes is not None:
+                # Modbus is back: the values only the cross-check reads recover with it
+                self._crosscheck_soon()
             health.record_success(self.clock(), datetime.now(UTC), 0.0)
         return values
+
+    def _crosscheck_soon(self) -> None:
+        self._last_crosscheck = min(self._last_crosscheck, self.clock() - self.settings.crosscheck_interval)
+        self._wakeups["extremes"].set()
 
     async def _close_modbus(self) -> None:
         async with self._modbus_lock:
