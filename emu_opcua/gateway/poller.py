@@ -256,6 +256,7 @@ class MeterPoller:
             else:
                 if health.consecutive_failures:
                     self._wake(failing=True)
+                    wakeup.clear()  # (this group has just polled)
                 health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
                 backoff.reset()
                 delay = max(0.0, interval - (self.clock() - start)) + spread
@@ -413,7 +414,7 @@ class MeterPoller:
             sent = wall()
             try:
                 values = await self._read_modbus(FAST_CODES, retry=True)
-            except MeterCommunicationError as error:
+            except EmuError as error:  # not yet: meterdata.json goes on serving
                 self._modbus_retry_at = self.clock() + self._modbus_backoff.next_delay()
                 log.debug("meter %s: Modbus retry failed: %s", self.name, error)
             else:
