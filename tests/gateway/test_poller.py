@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -335,7 +336,11 @@ async def test_modbus_timestamps_follow_the_meter_clock(pollers, ahead: float):
         assert r.poller.diagnostics().data_source == SOURCE_MODBUS
         del errors[:]
         await wait_until(lambda: len(errors) >= 10, "ten more fast polls")
-        assert max(abs(e) for e in errors) < 0.1, [round(e, 3) for e in errors]
+        # stamped halfway through the read, compared right after it: a read slowed by a
+        # loaded machine is off by half its duration, the typical one by milliseconds
+        shown = [round(e, 3) for e in errors]
+        assert statistics.median(abs(e) for e in errors) < 0.05, shown
+        assert max(abs(e) for e in errors) < 0.3, shown
 
 
 # --- Modbus failing while HTTP answers --------------------------------------------------------
