@@ -66,6 +66,9 @@ class MeterConfig:
     firmware_reboot_timeout: float = 120.0  # s the meter may take to answer again after a reset
     firmware_key_hash: bytes | None = field(default=None, repr=False)  # pinned signing key (KEYHASH TLV)
 
+    #: every good poll gives its values a new SourceTimestamp, changed or not (default:
+    #: only changes are written, an unchanged value keeps the time it last changed)
+    refresh_timestamps: bool = False
 
 @frozen
 class HistoryConfig:
@@ -168,7 +171,8 @@ _HISTORY_KEYS = {"enabled", "retention_days", "backfill_days", "max_concurrent_p
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
-               "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash"}
+               "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash",
+               "refresh_timestamps"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -420,6 +424,7 @@ class _Reader:
             modbus_port=modbus_port,
             unit_id=self.integer(t, "unit_id", where, 1, 0, 255),
             password=password, register_map=register_map,
+            refresh_timestamps=self.boolean(t, "refresh_timestamps", where, False),
             **{k: self.seconds(t, k, where, getattr(MeterConfig.__attrs_attrs__, k).default)
                for k in _INTERVALS},
         )
