@@ -1,6 +1,11 @@
 """Gateway at scale: N meters at a 1 s fast poll, simulator and gateway in separate processes.
 
     .venv/bin/python bench/bench_gateway.py [--meters 100 500 1000] [--window 30]
+    .venv/bin/python bench/bench_gateway.py --meters 1000 --backfill 30 [--pages 4]
+
+``--backfill DAYS``: the history mode (see ``run_backfill``): every meter holds DAYS of
+datalog that the gateway backfills into its history store while it polls every meter at
+1 s; prints polls on time per 5 s window and the time until every meter is current.
 
 For each fleet size N:
 1. ``emu-opcua simulate --meters N`` in its own process (127.0.0.1, ephemeral ports).
@@ -78,7 +83,7 @@ async def gateway_role(config_path: str) -> None:
     gc.collect()
     base_rss = rss_kib()
     gateway = GatewayServer(config)
-    t0 = time.perf_counter()
+    t_start = t0 = time.perf_counter()
     await gateway.start()
     build_s = time.perf_counter() - t0
 
@@ -94,6 +99,7 @@ async def gateway_role(config_path: str) -> None:
         await asyncio.sleep(0.5)
     await gateway.settled.wait()  # the one-off freeze of long-lived objects is done
     emit({"ready": True, "build_s": build_s, "base_rss_kib": base_rss})
+    cpu0, wall0 = 0.0, t_start  # until "start": since the process began (backfill mode)
     lags: list[float] = []
 
     async def loop_lag() -> None:
@@ -134,6 +140,15 @@ async def gateway_role(config_path: str) -> None:
             gc_pauses.clear()
             cpu0, wall0 = time.process_time(), time.perf_counter()
             emit({"started": True})
+        elif line == "progress":  # backfill mode: cumulative since "start"
+            emit({"elapsed": time.perf_counter() - t_start,
+                  "current": sum(1 for s in gateway.syncers.values() if s.current.is_set()),
+                  "failing": sum(1 for s in gateway.syncers.values() if s.diagnostics.state == "failing"),
+                  "rows": sum(s.rows_added for s in gateway.syncers.values()),
+                  "polls": sum(p.stats.polls for p in gateway.pollers.values()),
+                  "on_time": sum(p.stats.on_time for p in gateway.pollers.values()),
+                  "wall": time.perf_counter() - wall0, "cpu_pct": 100.0 * (time.process_time() - cpu0)
+                  / max(1e-9, time.perf_counter() - wall0)})
         elif line == "stop":
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             polls = sum(p.stats.polls for p in gateway.pollers.values())
@@ -387,6 +402,60 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
     }
 
 
+async def run_backfill(n: int, days: float, pages: int, tmp: Path, *, timeout: float = 3600) -> None:
+    """N meters each with ``days`` of datalog, all backfilled into the history store while
+    every meter is polled at 1 s: polls on time per 5 s window, time until all are current."""
+    ports_file = tmp / f"ports-backfill-{n}.json"
+    sim = Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(n), "--history-days", str(days),
+                "--ports-file", str(ports_file)], stderr=subprocess.DEVNULL)
+    try:
+        while not ports_file.exists():
+            if sim.p.poll() is not None:
+                raise RuntimeError("simulator did not start")
+            await asyncio.sleep(0.2)
+        ports = json.loads(ports_file.read_text())
+        cfg = tmp / f"gateway-backfill-{n}.toml"
+        lines = ["[server]", 'host = "127.0.0.1"', f"port = {free_port()}", f'pki_dir = "{tmp / "pki"}"',
+                 f'data_dir = "{tmp / f"data-{n}"}"', 'security_policies = ["None"]', "",
+                 "[history]", f"max_concurrent_pages = {pages}", "",
+                 "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
+                 "datalog_interval = 60.0", ""]
+        for i, m in enumerate(ports["meters"]):
+            lines += ["[[meters]]", f'name = "m{i:04d}"', f'host = "{m["host"]}"',
+                      f"http_port = {m['http_port']}", f"modbus_port = {m['modbus_port']}", ""]
+        cfg.write_text("\n".join(lines))
+        gw = Proc([PY, __file__, "--role", "gateway", "--config", str(cfg)], stderr=subprocess.DEVNULL)
+        try:
+            gw.recv()  # ready: every meter polled once (the backfill began with the gateway)
+            windows: list[float] = []
+            last = {"polls": 0, "on_time": 0}
+            t0 = time.monotonic()
+            while True:
+                await asyncio.sleep(5.0)
+                gw.send("progress")
+                now = gw.recv()
+                polls = now["polls"] - last["polls"]
+                windows.append(100.0 * (now["on_time"] - last["on_time"]) / max(1, polls))
+                last = now
+                print(f"  {now['elapsed']:6.0f} s: {now['current']}/{n} current, {now['failing']} failing, "
+                      f"{now['rows']:,} rows, polls on time {windows[-1]:.1f} %", file=sys.stderr, flush=True)
+                if now["current"] == n or time.monotonic() - t0 > timeout:
+                    break
+        finally:
+            gw.send("quit")
+            gw.stop()
+    finally:
+        sim.stop()
+    overall = 100.0 * now["on_time"] / max(1, now["polls"])
+    print(f"backfill benchmark: {n} meters x {days:g} days of datalog, {pages} pages in flight, fast poll 1 s, "
+          f"{os.cpu_count()} cores shared by simulator and gateway")
+    print("| meters | rows stored | all current after | rows/s | polls on time (overall) | worst 5 s window | gateway CPU |")
+    print("|---|---|---|---|---|---|---|")
+    done = f"{now['elapsed']:.0f} s" if now["current"] == n else f"not within {timeout:.0f} s ({now['current']}/{n})"
+    print(f"| {n} | {now['rows']:,} | {done} | {now['rows'] / max(1e-9, now['wall']):,.0f} | {overall:.1f} % | "
+          f"{min(windows):.1f} % | {now['cpu_pct']:.0f} % |")
+
+
 def print_table(rows: list[dict]) -> None:
     head = ["meters", "build s", "polls on time", "polls done", "gw CPU %", "sim CPU %", "RSS", "RSS/meter",
             "latency p50", "latency p95", "samples", "Read gw values/s", "ratio",
@@ -449,6 +518,9 @@ def main() -> None:
                         help="simulated meters' register refresh (s); the manual says 5-10 s")
     parser.add_argument("--polling-only", action="store_true",
                         help="measure only the polling (on time, CPU, RSS): a quick check")
+    parser.add_argument("--backfill", type=float, metavar="DAYS",
+                        help="history mode: every meter holds DAYS of datalog, backfilled while polled at 1 s")
+    parser.add_argument("--pages", type=int, default=4, help="history mode: max_concurrent_pages")
     parser.add_argument("--role", choices=["orchestrator", "gateway", "bare"], default="orchestrator")
     parser.add_argument("--config")
     parser.add_argument("--port", type=int)
@@ -461,6 +533,10 @@ def main() -> None:
         asyncio.run(gateway_role(args.config))
     elif args.role == "bare":
         asyncio.run(bare_role(args.port, args.variables))
+    elif args.backfill is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.meters:
+                asyncio.run(run_backfill(n, args.backfill, args.pages, Path(tmp)))
     else:
         asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only))
 
