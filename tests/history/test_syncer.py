@@ -276,3 +276,26 @@ async def test_run_reports_failing_and_recovers(make_fleet, monotonic, writer):
             task.cancel()
     assert stored(writer, "m") == held(meter)
     assert reports[-1].state == "current" and reports[-1].last_error == ""
+
+
+async def test_catching_up_after_a_restart_is_throttled_even_when_the_state_said_current(
+        make_fleet, monotonic, writer, open_syncer):
+    fleet = await make_fleet(history_days=0.5)
+    meter = fleet.meters[0]
+    await settle(await open_syncer(meter))
+    assert writer.store.sync_state("m")["current"]
+    monotonic.advance(200 * IV)  # the gateway was away
+    pages = asyncio.Semaphore(1)
+    syncer = await open_syncer(meter, page=50, pages=pages)
+    await pages.acquire()  # every backfill slot of the fleet is taken
+    task = asyncio.create_task(settle(syncer))
+    done, _ = await asyncio.wait({task}, timeout=0.5)
+    assert not done and writer.store.row_count("m") == 48
+    pages.release()
+    await asyncio.wait_for(task, 30)
+    assert stored(writer, "m") == held(meter)
+    # caught up: checks for new rows no longer wait for a backfill slot
+    await pages.acquire()
+    monotonic.advance(IV)
+    await asyncio.wait_for(settle(syncer), 10)
+    assert stored(writer, "m") == held(meter)
