@@ -11,7 +11,8 @@
 4. **Parse + store alone**: the same work on one meter's pages fetched beforehand, so
    the simulator's own speed (one process serving every meter) is not in the figure.
 5. **Read**: one day (96 rows) of one meter at random places in its history, and a
-   continuation read of 1000 rows, median of 200 reads.
+   continuation read of 1000 rows, median of 200 reads; with ``--grow M`` again after
+   M more meters' rows were added.
 Only 127.0.0.1 is contacted. Prints one table.
 """
 
@@ -109,11 +110,29 @@ def read_times(path: Path, meter: str) -> tuple[float, float]:
         store.close()
 
 
+def grow(path: Path, meters: int) -> int:
+    """Add ``meters`` copies of meter m0's rows as other meters: a bigger store for the
+    read figures (reads must not slow down as the store grows)."""
+    store = SqliteHistoryStore(path)
+    try:
+        rows = [(r.timestamp, r.index, r.status, *r.raw) for r in store.read("m0", 0, 1 << 40)]
+        rows.sort(key=lambda r: r[1])
+        for k in range(meters):
+            series = store.new_series(f"grown{k}", "1", rows[0][1])
+            for i in range(0, len(rows), 3000):
+                store.append_tuples(series, rows[i:i + 3000], {"grown": True})
+        return sum(store.row_count(m) for m in store.meters())
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2)
     parser.add_argument("--days", type=float, default=1095)
     parser.add_argument("--pages", type=int, default=4)
+    parser.add_argument("--grow", type=int, default=0, metavar="M",
+                        help="then add M meters' worth of rows and read again")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -137,6 +156,10 @@ def main() -> None:
         con.close()
         size = os.path.getsize(path)
         day, page = read_times(path, "m0")
+        grown = None
+        if args.grow:
+            total = grow(path, args.grow)
+            grown = (total, *read_times(path, "m0"))
     print()
     print("| meters x days | rows | ingest from the simulator (target >= 50,000) | parse + store alone, "
           "pages fetched before | store bytes/row (target <= 64) | read 1 day | read 1000 rows |")
@@ -144,6 +167,8 @@ def main() -> None:
     print(f"| {args.meters} x {args.days:g} | {rows:,} | {rows / elapsed:,.0f} rows/s ({elapsed:.1f} s, "
           f"{args.pages} pages in flight) | {alone_rows / alone:,.0f} rows/s | {size / rows:.1f} | "
           f"{day * 1e3:.2f} ms | {page * 1e3:.2f} ms |")
+    if grown:
+        print(f"| store grown to {grown[0]:,} rows | | | | | {grown[1] * 1e3:.2f} ms | {grown[2] * 1e3:.2f} ms |")
 
 
 if __name__ == "__main__":

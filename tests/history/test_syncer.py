@@ -69,7 +69,7 @@ async def open_syncer(writer):
 
 async def test_backfill_then_incremental_rows_equal_what_the_meter_serves(make_fleet, monotonic, writer,
                                                                           open_syncer):
-    fleet = await make_fleet(history_days=3)
+    fleet = await make_fleet(history_days=3, logbook_capacity=2)  # full after the first change: 0x80
     meter = fleet.meters[0]
     for name, params in [("ct_ratio", {"primary": 200, "secondary": 5}),
                          ("vt_ratio", {"primary": 400, "secondary": 100}),
@@ -82,7 +82,8 @@ async def test_backfill_then_incremental_rows_equal_what_the_meter_serves(make_f
     assert len(expected) > 250
     assert stored(writer, "m") == expected
     statuses = {r[2] for r in expected}
-    assert {0x02, 0x04, 0x18, 0x20} <= statuses
+    # CT (row 1: commissioning), then with the logbook full (0x80): VT, pulse, outage
+    assert {0x02, 0x80 | 0x02, 0x80 | 0x04, 0x80 | 0x18, 0x80 | 0x20} <= statuses
     d = syncer.diagnostics
     assert d.state == "current" and d.progress == 1.0 and d.rows_stored == len(expected)
     assert d.oldest_row.timestamp() == expected[0][0] and d.newest_row.timestamp() == expected[-1][0]
