@@ -1,6 +1,6 @@
 """History store and datalog sync: ingest rate, bytes per row, read time.
 
-    .venv/bin/python bench/bench_history.py [--meters 2] [--days 1095] [--pages 4]
+    .venv/bin/python bench/bench_history.py [--meters 2] [--days 1095] [--pages 1] [--grow M]
 
 1. ``emu-opcua simulate --meters N --history-days D`` in its own process (127.0.0.1).
 2. Here: one MeterSyncer per meter into a fresh SqliteHistoryStore (the gateway's code:
@@ -130,7 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2)
     parser.add_argument("--days", type=float, default=1095)
-    parser.add_argument("--pages", type=int, default=4)
+    parser.add_argument("--pages", type=int, default=1)
     parser.add_argument("--grow", type=int, default=0, metavar="M",
                         help="then add M meters' worth of rows and read again")
     args = parser.parse_args()
