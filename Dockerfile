@@ -1,8 +1,8 @@
 # emu-opcua: OPC UA server for EMU Professional II TCP/IP meters.
 #   docker build -t emu-opcua .
 #   docker run -p 4840:4840 emu-opcua                          # demo: simulated meters
-#   docker run -p 4840:4840 -v $PWD/meters.toml:/config/meters.toml:ro \
-#              -v emu-pki:/data/pki emu-opcua serve --config /config/meters.toml
+#   docker run -p 4840:4840 -v $PWD/meters.toml:/config/meters.toml:ro -v emu-data:/data \
+#              emu-opcua serve --config /config/meters.toml --pki-dir /data/pki --data-dir /data/history
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,13 +15,15 @@ COPY pyproject.toml README.md ./
 COPY emu_opcua ./emu_opcua
 RUN pip install . \
  && useradd --system --create-home --home-dir /data --uid 10001 emu \
- && mkdir -p /data/pki /config \
+ && mkdir -p /data/pki /data/history /config \
  && chown -R emu /data
 
 USER emu
 WORKDIR /data
 # The server certificate is generated into /data/pki on first start; keep it in a volume
-# so clients that trusted it keep trusting it across container restarts.
+# so clients that trusted it keep trusting it across container restarts. The history
+# store (--data-dir /data/history; without it ./data of this WORKDIR, /data/data) is on
+# the same volume: the meters' datalogs survive the container.
 VOLUME ["/data"]
 EXPOSE 4840
 

@@ -1,6 +1,11 @@
 """Gateway at scale: N meters at a 1 s fast poll, simulator and gateway in separate processes.
 
     .venv/bin/python bench/bench_gateway.py [--meters 100 500 1000] [--window 30]
+    .venv/bin/python bench/bench_gateway.py --meters 1000 --backfill 30 [--pages 1] [--sim-procs 100]
+
+``--backfill DAYS``: the history mode (see ``run_backfill``): every meter holds DAYS of
+datalog that the gateway backfills into its history store while it polls every meter at
+1 s; prints polls on time per 5 s window and the time until every meter is current.
 
 For each fleet size N:
 1. ``emu-opcua simulate --meters N`` in its own process (127.0.0.1, ephemeral ports).
@@ -67,7 +72,7 @@ def rss_kib(pid: int | None = None) -> int:
 
 
 # --- the gateway process --------------------------------------------------------------------
-async def gateway_role(config_path: str) -> None:
+async def gateway_role(config_path: str, early: bool = False) -> None:
     """Run the gateway; talk to the orchestrator over stdin/stdout (one JSON per line)."""
     from emu_opcua.opcua.config import load_config
     from emu_opcua.opcua.serve import GatewayServer
@@ -78,7 +83,7 @@ async def gateway_role(config_path: str) -> None:
     gc.collect()
     base_rss = rss_kib()
     gateway = GatewayServer(config)
-    t0 = time.perf_counter()
+    t_start = t0 = time.perf_counter()
     await gateway.start()
     build_s = time.perf_counter() - t0
 
@@ -86,14 +91,16 @@ async def gateway_role(config_path: str) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    # ready when every meter had a successful fast poll
-    while True:
+    # ready when every meter had a successful fast poll (early: at once, backfill mode)
+    while not early:
         ok = sum(1 for p in gateway.pollers.values() if p.stats.polls > 0)
         if ok == len(gateway.pollers):
             break
         await asyncio.sleep(0.5)
-    await gateway.settled.wait()  # the one-off freeze of long-lived objects is done
+    if not early:
+        await gateway.settled.wait()  # the one-off freeze of long-lived objects is done
     emit({"ready": True, "build_s": build_s, "base_rss_kib": base_rss})
+    cpu0, wall0 = 0.0, t_start  # until "start": since the process began (backfill mode)
     lags: list[float] = []
 
     async def loop_lag() -> None:
@@ -134,6 +141,15 @@ async def gateway_role(config_path: str) -> None:
             gc_pauses.clear()
             cpu0, wall0 = time.process_time(), time.perf_counter()
             emit({"started": True})
+        elif line == "progress":  # backfill mode: cumulative since "start"
+            emit({"elapsed": time.perf_counter() - t_start,
+                  "current": sum(1 for s in gateway.syncers.values() if s.current.is_set()),
+                  "failing": sum(1 for s in gateway.syncers.values() if s.diagnostics.state == "failing"),
+                  "rows": sum(s.rows_added for s in gateway.syncers.values()),
+                  "polls": sum(p.stats.polls for p in gateway.pollers.values()),
+                  "on_time": sum(p.stats.on_time for p in gateway.pollers.values()),
+                  "wall": time.perf_counter() - wall0, "cpu_pct": 100.0 * (time.process_time() - cpu0)
+                  / max(1e-9, time.perf_counter() - wall0)})
         elif line == "stop":
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             polls = sum(p.stats.polls for p in gateway.pollers.values())
@@ -388,6 +404,70 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
     }
 
 
+async def run_backfill(n: int, days: float, pages: int, tmp: Path, *, sim_procs: int = 100,
+                       timeout: float = 3600) -> None:
+    """N meters each with ``days`` of datalog, all backfilled into the history store while
+    every meter is polled at 1 s: polls on time per 5 s window, time until all are current."""
+    # Several simulator processes: one process serving every meter would stall all of
+    # them while it builds a 3000-row page (a real meter builds only its own).
+    procs = max(1, min(sim_procs, n))
+    sims, files = [], []
+    for k in range(procs):
+        count = n // procs + (1 if k < n % procs else 0)
+        files.append(tmp / f"ports-backfill-{n}-{k}.json")
+        sims.append(Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(count), "--history-days", str(days),
+                          "--serial-base", str(22350000 + 10000 * k), "--ports-file", str(files[-1])],
+                         stderr=subprocess.DEVNULL))
+    try:
+        while not all(f.exists() for f in files):
+            if any(p.p.poll() is not None for p in sims):
+                raise RuntimeError("simulator did not start")
+            await asyncio.sleep(0.2)
+        ports = {"meters": [m for f in files for m in json.loads(f.read_text())["meters"]]}
+        cfg = tmp / f"gateway-backfill-{n}.toml"
+        lines = ["[server]", 'host = "127.0.0.1"', f"port = {free_port()}", f'pki_dir = "{tmp / "pki"}"',
+                 f'data_dir = "{tmp / f"data-{n}"}"', 'security_policies = ["None"]', "",
+                 "[history]", f"max_concurrent_pages = {pages}" if pages else "enabled = false", "",
+                 "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
+                 "datalog_interval = 60.0", ""]
+        for i, m in enumerate(ports["meters"]):
+            lines += ["[[meters]]", f'name = "m{i:04d}"', f'host = "{m["host"]}"',
+                      f"http_port = {m['http_port']}", f"modbus_port = {m['modbus_port']}", ""]
+        cfg.write_text("\n".join(lines))
+        gw = Proc([PY, __file__, "--role", "gateway", "--early-ready", "--config", str(cfg)],
+                  stderr=subprocess.DEVNULL)
+        try:
+            gw.recv()  # started: polling and backfill have begun
+            windows: list[float] = []
+            last = {"polls": 0, "on_time": 0}
+            t0 = time.monotonic()
+            while True:
+                await asyncio.sleep(5.0)
+                gw.send("progress")
+                now = gw.recv()
+                polls = now["polls"] - last["polls"]
+                windows.append(100.0 * (now["on_time"] - last["on_time"]) / max(1, polls))
+                last = now
+                print(f"  {now['elapsed']:6.0f} s: {now['current']}/{n} current, {now['failing']} failing, "
+                      f"{now['rows']:,} rows, {polls} polls, on time {windows[-1]:.1f} %", file=sys.stderr, flush=True)
+                if now["current"] == n or time.monotonic() - t0 > timeout or (not pages and len(windows) >= 12):
+                    break
+        finally:
+            gw.send("quit")
+            gw.stop()
+    finally:
+        for sim in sims:
+            sim.stop()
+    overall = 100.0 * now["on_time"] / max(1, now["polls"])
+    print(f"backfill benchmark: {n} meters x {days:g} days of datalog, {pages} pages in flight, fast poll 1 s, "
+          f"{procs} simulator processes, {os.cpu_count()} cores shared by simulators and gateway")
+    print("| meters | rows stored | all current after | rows/s | polls on time (overall) | worst 5 s window | gateway CPU |")
+    print("|---|---|---|---|---|---|---|")
+    done = f"{now['elapsed']:.0f} s" if now["current"] == n else f"not within {timeout:.0f} s ({now['current']}/{n})"
+    print(f"| {n} | {now['rows']:,} | {done} | {now['rows'] / max(1e-9, now['wall']):,.0f} | {overall:.1f} % | "
+          f"{min(windows):.1f} % | {now['cpu_pct']:.0f} % |")
+
+
 def print_table(rows: list[dict]) -> None:
     head = ["meters", "build s", "polls on time", "polls done", "gw CPU %", "sim CPU %", "RSS", "RSS/meter",
             "latency p50", "latency p95", "samples", "Read gw values/s", "ratio",
@@ -455,8 +535,14 @@ def main() -> None:
                         help="serve every meter with refresh_timestamps = true (timestamps rewritten every poll)")
     parser.add_argument("--polling-only", action="store_true",
                         help="measure only the polling (on time, CPU, RSS): a quick check")
+    parser.add_argument("--backfill", type=float, metavar="DAYS",
+                        help="history mode: every meter holds DAYS of datalog, backfilled while polled at 1 s")
+    parser.add_argument("--pages", type=int, default=1, help="history mode: max_concurrent_pages (0: history off, the same run as a baseline)")
+    parser.add_argument("--sim-procs", type=int, default=100,
+                        help="history mode: simulator processes (meters are spread over them)")
     parser.add_argument("--role", choices=["orchestrator", "gateway", "bare"], default="orchestrator")
     parser.add_argument("--config")
+    parser.add_argument("--early-ready", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int)
     parser.add_argument("--variables", type=int)
     args = parser.parse_args()
@@ -464,9 +550,13 @@ def main() -> None:
         import logging
 
         logging.basicConfig(level=logging.ERROR)
-        asyncio.run(gateway_role(args.config))
+        asyncio.run(gateway_role(args.config, args.early_ready))
     elif args.role == "bare":
         asyncio.run(bare_role(args.port, args.variables))
+    elif args.backfill is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.meters:
+                asyncio.run(run_backfill(n, args.backfill, args.pages, Path(tmp), sim_procs=args.sim_procs))
     else:
         asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only, args.refresh_timestamps))
 

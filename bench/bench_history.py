@@ -1,6 +1,6 @@
 """History store and datalog sync: ingest rate, bytes per row, read time.
 
-    .venv/bin/python bench/bench_history.py [--meters 2] [--days 1095] [--pages 4]
+    .venv/bin/python bench/bench_history.py [--meters 2] [--days 1095] [--pages 1] [--grow M]
 
 1. ``emu-opcua simulate --meters N --history-days D`` in its own process (127.0.0.1).
 2. Here: one MeterSyncer per meter into a fresh SqliteHistoryStore (the gateway's code:
@@ -8,8 +8,11 @@
    ``--pages`` pages in flight), timed from the first request until every meter is
    current: **ingest rows/s**.
 3. **Bytes per row**: the database file after a WAL checkpoint, divided by the rows.
-4. **Read**: one day (96 rows) of one meter at random places in its history, and a
-   continuation read of 1000 rows, median of 200 reads.
+4. **Parse + store alone**: the same work on one meter's pages fetched beforehand, so
+   the simulator's own speed (one process serving every meter) is not in the figure.
+5. **Read**: one day (96 rows) of one meter at random places in its history, and a
+   continuation read of 1000 rows, median of 200 reads; with ``--grow M`` again after
+   M more meters' rows were added.
 Only 127.0.0.1 is contacted. Prints one table.
 """
 
@@ -56,6 +59,37 @@ async def ingest(meters: list[dict], data_dir: Path, pages: int) -> tuple[float,
     return elapsed, sum(s.rows_added for s in syncers)
 
 
+async def fetch_pages(meter: dict) -> list[bytes]:
+    """Every page of one meter's datalog, as the meter sends it (for the pipeline alone)."""
+    async with MeterHttpClient("127.0.0.1", meter["http_port"], timeout=60) as c:
+        newest = await c.newest_datalog_index()
+        return [await c.get("/data/", {"from": a, "to": a + 2999}) for a in range(1, newest + 1, 2999)]
+
+
+def pipeline(bodies: list[bytes], data_dir: Path) -> tuple[float, int]:
+    """The writer thread's work alone (parse, judge, pack, store), on pages fetched
+    before: what the gateway's side of the ingest costs without the simulator."""
+    from emu_opcua.history.sync import IndexRange, SyncState, apply_answer
+    from emu_opcua.meter.datalog import parse_datalog_lenient
+
+    store = SqliteHistoryStore.in_directory(data_dir)
+    state, series, rows = SyncState(), None, 0
+    t0 = time.perf_counter()
+    for k, body in enumerate(bodies):
+        first = 1 + k * 2999
+        parsed = parse_datalog_lenient(body)
+        if series is None:
+            top = parsed.rows[0]
+            series = store.new_series("m", top.serial, first)
+            state = SyncState(serial=top.serial, series_id=series.id, next_from=first, newest=10**9)
+        step = apply_answer(state, IndexRange(first, first + 2999), parsed.rows, ())
+        state = step.state
+        rows += store.append(series, step.rows, state.to_json())
+    elapsed = time.perf_counter() - t0
+    store.close()
+    return elapsed, rows
+
+
 def read_times(path: Path, meter: str) -> tuple[float, float]:
     store = SqliteHistoryStore(path)
     try:
@@ -76,11 +110,29 @@ def read_times(path: Path, meter: str) -> tuple[float, float]:
         store.close()
 
 
+def grow(path: Path, meters: int) -> int:
+    """Add ``meters`` copies of meter m0's rows as other meters: a bigger store for the
+    read figures (reads must not slow down as the store grows)."""
+    store = SqliteHistoryStore(path)
+    try:
+        rows = [(r.timestamp, r.index, r.status, *r.raw) for r in store.read("m0", 0, 1 << 40)]
+        rows.sort(key=lambda r: r[1])
+        for k in range(meters):
+            series = store.new_series(f"grown{k}", "1", rows[0][1])
+            for i in range(0, len(rows), 3000):
+                store.append_tuples(series, rows[i:i + 3000], {"grown": True})
+        return sum(store.row_count(m) for m in store.meters())
+    finally:
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2)
     parser.add_argument("--days", type=float, default=1095)
-    parser.add_argument("--pages", type=int, default=4)
+    parser.add_argument("--pages", type=int, default=1)
+    parser.add_argument("--grow", type=int, default=0, metavar="M",
+                        help="then add M meters' worth of rows and read again")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -93,6 +145,8 @@ def main() -> None:
                 time.sleep(0.1)
             meters = json.loads(ports.read_text())["meters"]
             elapsed, rows = asyncio.run(ingest(meters, tmp / "data", args.pages))
+            bodies = asyncio.run(fetch_pages(meters[0]))
+            alone, alone_rows = pipeline(bodies, tmp / "alone")
         finally:
             sim.terminate()
             sim.wait()
@@ -102,11 +156,19 @@ def main() -> None:
         con.close()
         size = os.path.getsize(path)
         day, page = read_times(path, "m0")
+        grown = None
+        if args.grow:
+            total = grow(path, args.grow)
+            grown = (total, *read_times(path, "m0"))
     print()
-    print("| meters x days | rows | ingest from the simulator | store bytes/row (target <= 64) | read 1 day | read 1000 rows |")
-    print("|---|---|---|---|---|---|")
+    print("| meters x days | rows | ingest from the simulator (target >= 50,000) | parse + store alone, "
+          "pages fetched before | store bytes/row (target <= 64) | read 1 day | read 1000 rows |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.meters} x {args.days:g} | {rows:,} | {rows / elapsed:,.0f} rows/s ({elapsed:.1f} s, "
-          f"{args.pages} pages in flight) | {size / rows:.1f} | {day * 1e3:.2f} ms | {page * 1e3:.2f} ms |")
+          f"{args.pages} pages in flight) | {alone_rows / alone:,.0f} rows/s | {size / rows:.1f} | "
+          f"{day * 1e3:.2f} ms | {page * 1e3:.2f} ms |")
+    if grown:
+        print(f"| store grown to {grown[0]:,} rows | | | | | {grown[1] * 1e3:.2f} ms | {grown[2] * 1e3:.2f} ms |")
 
 
 if __name__ == "__main__":

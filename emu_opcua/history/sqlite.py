@@ -356,8 +356,11 @@ class SqliteHistoryStore:
         removed = 0
         with self._write() as con:
             per_series: dict[int, int] = {}
-            for sid, chunk_no, t_max, n, data in con.execute(
-                    "SELECT series_id, chunk_no, t_max, n, data FROM chunk WHERE t_min < ?", (before,)).fetchall():
+            old = []
+            for (sid,) in con.execute("SELECT id FROM series").fetchall():  # by index, never a table scan
+                old += con.execute("SELECT series_id, chunk_no, t_max, n, data FROM chunk "
+                                   "WHERE series_id=? AND t_min < ?", (sid, before)).fetchall()
+            for sid, chunk_no, t_max, n, data in old:
                 if t_max < before:
                     con.execute("DELETE FROM chunk WHERE series_id=? AND chunk_no=?", (sid, chunk_no))
                     gone = n

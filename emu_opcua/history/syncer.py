@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -109,6 +110,10 @@ class MeterSyncer:
         self.diagnostics = SyncDiagnostics("starting", 0.0, 0, None, None, "")
         self.rows_added = 0  # this run (benchmarks)
         self.current = asyncio.Event()  # set whenever sync has caught up
+        #: the last step in this run found nothing more to fetch: the next request is a
+        #: check for new rows, not a page of backfill (a restart after an outage starts
+        #: throttled even when the stored state says current)
+        self._caught_up = False
         self._backoff = Backoff(1.0, settings.max_backoff)
 
     # --- the loop ----------------------------------------------------------------------
@@ -120,6 +125,9 @@ class MeterSyncer:
                 step = await self.step(attempt)
             except EmuError as exc:
                 await self._failed(str(exc))
+                continue
+            except (sqlite3.Error, OSError) as exc:  # the store (disk full, I/O error)
+                await self._failed(f"history store: {type(exc).__name__}: {exc}")
                 continue
             if step.retry:
                 attempt += 1
@@ -157,7 +165,7 @@ class MeterSyncer:
         meter cannot be asked."""
         state = self.state
         request = next_request(state, self.settings.policy)
-        throttled = isinstance(request, IndexRange) and not state.current
+        throttled = isinstance(request, IndexRange) and not self._caught_up
         if throttled:
             async with self.pages:
                 outcome = await self._fetch_and_store(request, state, attempt)
@@ -166,6 +174,8 @@ class MeterSyncer:
         self.state, self.series = outcome.state, outcome.series
         self.rows_added += outcome.added
         step = outcome.step
+        if not step.retry:
+            self._caught_up = not step.more
         if step.event:
             log.info("%s: datalog sync: %s", self.name, step.event)
         if not step.retry:

@@ -1,6 +1,6 @@
 """A gateway killed with SIGKILL mid-backfill: the restart loses and duplicates nothing.
 
-Real processes: ``emu-opcua simulate`` (two meters with about a year of datalog each) and
+Real processes: ``emu-opcua simulate`` (two meters with 200 days of datalog each) and
 ``emu-opcua serve --config``; the store is checked against what the meters serve."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from emu_opcua.history.sqlite import FILE_NAME, SqliteHistoryStore
 from emu_opcua.meter.datalog import parse_datalog
 
 ROOT = Path(__file__).resolve().parents[2]
-DAYS = 400  # 38,400 rows per meter: ~13 pages of 3000
+DAYS = 200  # 19,200 rows per meter: 7 pages of 3000
 
 
 def free_port() -> int:

@@ -69,7 +69,7 @@ async def open_syncer(writer):
 
 async def test_backfill_then_incremental_rows_equal_what_the_meter_serves(make_fleet, monotonic, writer,
                                                                           open_syncer):
-    fleet = await make_fleet(history_days=3)
+    fleet = await make_fleet(history_days=3, logbook_capacity=2)  # full after the first change: 0x80
     meter = fleet.meters[0]
     for name, params in [("ct_ratio", {"primary": 200, "secondary": 5}),
                          ("vt_ratio", {"primary": 400, "secondary": 100}),
@@ -82,7 +82,8 @@ async def test_backfill_then_incremental_rows_equal_what_the_meter_serves(make_f
     assert len(expected) > 250
     assert stored(writer, "m") == expected
     statuses = {r[2] for r in expected}
-    assert {0x02, 0x04, 0x18, 0x20} <= statuses
+    # CT (row 1: commissioning), then with the logbook full (0x80): VT, pulse, outage
+    assert {0x02, 0x80 | 0x02, 0x80 | 0x04, 0x80 | 0x18, 0x80 | 0x20} <= statuses
     d = syncer.diagnostics
     assert d.state == "current" and d.progress == 1.0 and d.rows_stored == len(expected)
     assert d.oldest_row.timestamp() == expected[0][0] and d.newest_row.timestamp() == expected[-1][0]
@@ -276,3 +277,49 @@ async def test_run_reports_failing_and_recovers(make_fleet, monotonic, writer):
             task.cancel()
     assert stored(writer, "m") == held(meter)
     assert reports[-1].state == "current" and reports[-1].last_error == ""
+
+
+async def test_catching_up_after_a_restart_is_throttled_even_when_the_state_said_current(
+        make_fleet, monotonic, writer, open_syncer):
+    fleet = await make_fleet(history_days=0.5)
+    meter = fleet.meters[0]
+    await settle(await open_syncer(meter))
+    assert writer.store.sync_state("m")["current"]
+    monotonic.advance(200 * IV)  # the gateway was away
+    pages = asyncio.Semaphore(1)
+    syncer = await open_syncer(meter, page=50, pages=pages)
+    await pages.acquire()  # every backfill slot of the fleet is taken
+    task = asyncio.create_task(settle(syncer))
+    done, _ = await asyncio.wait({task}, timeout=0.5)
+    assert not done and writer.store.row_count("m") == 48
+    pages.release()
+    await asyncio.wait_for(task, 30)
+    assert stored(writer, "m") == held(meter)
+    # caught up: checks for new rows no longer wait for a backfill slot
+    await pages.acquire()
+    monotonic.advance(IV)
+    await asyncio.wait_for(settle(syncer), 10)
+    assert stored(writer, "m") == held(meter)
+
+
+async def test_a_current_meter_is_synced_without_reference_cycles(make_fleet, monotonic, writer, open_syncer):
+    """Performance contract (ARCHITECTURE.md): nothing on the polling path makes garbage
+    for the cycle collector; a current meter's sync step is on it once per interval."""
+    import gc
+
+    fleet = await make_fleet(history_days=0.5)
+    syncer = await open_syncer(fleet.meters[0])
+    await settle(syncer)
+    for _ in range(5):
+        await syncer.step()
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(100):
+            if i % 25 == 0:
+                monotonic.advance(IV)  # now and then a new row
+            await syncer.step()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert stored(writer, "m") == held(fleet.meters[0])

@@ -198,3 +198,28 @@ def test_config_warnings():
                   '[[meters]]\nname = "c"\nhost = "192.0.2.5"\nhttp_port = 8080\n')
     assert config_warnings(twice) == ["meters.toml: meters 'a' and 'b' are both 192.0.2.5:80: the same meter twice?"]
     assert config_warnings(load_config(EXAMPLE, environ={"EMU_METER_PASSWORD": "pw"})) == []
+
+
+def test_history_defaults_and_keys():
+    from emu_opcua.opcua.config import HistoryConfig
+
+    c = parse("")
+    assert c.history == HistoryConfig() and c.history.enabled and c.history.backfill_days is None
+    assert c.data_dir == Path("data")
+    c = parse('[server]\ndata_dir = "state"\n[history]\nenabled = false\nretention_days = 1095\n'
+              'backfill_days = 30\nmax_concurrent_pages = 8\ninterval = 120\n')
+    assert c.data_dir == Path("/etc/emu/state")
+    assert c.history == HistoryConfig(enabled=False, retention_days=1095, backfill_days=30,
+                                      max_concurrent_pages=8, interval=120.0)
+    assert ServerConfig().history.enabled is False  # built by hand: no history unless asked
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[history]\nmax_concurrent_pages = 0\n", "meters.toml: history: max_concurrent_pages: must be 1-1000"),
+    ("[history]\nbackfill_days = -1\n", "meters.toml: history: backfill_days: must be 0-36600"),
+    ("[history]\nkeep = 1\n", "meters.toml: history: keep: unknown key"),
+    ("[history]\nenabled = 1\n", "meters.toml: history: enabled: must be true or false"),
+])
+def test_history_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(text)
