@@ -65,6 +65,7 @@ class MeterConfig:
     firmware_mtu: int = 628  # link MTU the SMP datagrams are sized for (600-byte datagrams)
     firmware_reboot_timeout: float = 120.0  # s the meter may take to answer again after a reset
     firmware_key_hash: bytes | None = field(default=None, repr=False)  # pinned signing key (KEYHASH TLV)
+    firmware_confirmation_timeout: float = 300.0  # s to Confirm a new image before it is reverted
 
 
 @frozen
@@ -168,7 +169,8 @@ _HISTORY_KEYS = {"enabled", "retention_days", "backfill_days", "max_concurrent_p
 _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password", "password_env",
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
-               "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash"}
+               "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash",
+               "firmware_confirmation_timeout"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -415,6 +417,7 @@ class _Reader:
             smp_port=self.integer(t, "smp_port", where, 1337, 1, 65535),
             firmware_mtu=self.integer(t, "firmware_mtu", where, 628, 128, 65535),
             firmware_reboot_timeout=self.seconds(t, "firmware_reboot_timeout", where, 120.0),
+            firmware_confirmation_timeout=self.seconds(t, "firmware_confirmation_timeout", where, 300.0),
             firmware_key_hash=key_hash,
             http_port=self.integer(t, "http_port", where, 80, 1, 65535),
             modbus_port=modbus_port,
