@@ -288,7 +288,8 @@ def percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refresh: float = 1.0) -> dict:
+async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refresh: float = 1.0,
+                   refresh_timestamps: bool = False) -> dict:
     ports_file = tmp / f"ports-{n}.json"
     sim = Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(n), "--history-days", "1",
                 "--refresh-interval", str(refresh), "--ports-file", str(ports_file)], stderr=subprocess.DEVNULL)
@@ -305,7 +306,7 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
             "[server]", 'host = "127.0.0.1"', f"port = {opc_port}", f'pki_dir = "{tmp / "pki"}"',
             'security_policies = ["None"]', "",
             "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
-            "datalog_interval = 60.0", "",
+            "datalog_interval = 60.0", f"refresh_timestamps = {str(refresh_timestamps).lower()}", "",
         ]
         for i, m in enumerate(ports["meters"]):
             lines += ["[[meters]]", f'name = "m{i:04d}"', f'host = "{m["host"]}"',
@@ -409,7 +410,8 @@ def print_table(rows: list[dict]) -> None:
           "p95 <= poll interval + 100 ms (1100 ms), Read ratio >= 0.8")
 
 
-async def orchestrate(sizes: list[int], window: float, refresh: float, polling_only: bool = False) -> None:
+async def orchestrate(sizes: list[int], window: float, refresh: float, polling_only: bool = False,
+                      refresh_timestamps: bool = False) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if polling_only:
@@ -417,7 +419,8 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
             print("meters  polls on time  polls done  gw CPU %  sim CPU %  RSS     loop lag p50/p99/max ms"
                   "  max poll lateness per meter, median/max ms")
             for n in sizes:
-                r = await run_size(n, window, Path(tmp), full=False, refresh=refresh)
+                r = await run_size(n, window, Path(tmp), full=False, refresh=refresh,
+                                   refresh_timestamps=refresh_timestamps)
                 print(f"{n:>6}  {r['on_time_pct']:>12.1f} %  {r['polls_done_pct']:>8.1f} %  {r['cpu_pct']:>8.0f}"
                       f"  {r['sim_cpu_pct']:>9.0f}  {r['rss_kib'] / 1024:.0f} MB  "
                       f"{'/'.join(f'{x:.0f}' for x in r['loop_lag_ms']):>20}  "
@@ -433,10 +436,11 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
         base = await run_size(10, 5.0, Path(tmp), full=False)
         for n in sizes:
             print(f"... {n} meters", file=sys.stderr, flush=True)
-            row = await run_size(n, window, Path(tmp), refresh=refresh)
+            row = await run_size(n, window, Path(tmp), refresh=refresh, refresh_timestamps=refresh_timestamps)
             row["rss_per_meter_kib"] = (row["rss_kib"] - base["rss_kib"]) / (n - base["meters"])
             rows.append(row)
     print(f"gateway benchmark: fast poll 1 s, meter register refresh {refresh:g} s, "
+          f"refresh_timestamps {str(refresh_timestamps).lower()}, "
           f"measurement window {window:.0f} s, {os.cpu_count()} cores shared by simulator, gateway and client")
     print_table(rows)
 
@@ -447,6 +451,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--refresh", type=float, default=1.0,
                         help="simulated meters' register refresh (s); the manual says 5-10 s")
+    parser.add_argument("--refresh-timestamps", action="store_true",
+                        help="serve every meter with refresh_timestamps = true (timestamps rewritten every poll)")
     parser.add_argument("--polling-only", action="store_true",
                         help="measure only the polling (on time, CPU, RSS): a quick check")
     parser.add_argument("--role", choices=["orchestrator", "gateway", "bare"], default="orchestrator")
@@ -462,7 +468,7 @@ def main() -> None:
     elif args.role == "bare":
         asyncio.run(bare_role(args.port, args.variables))
     else:
-        asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only))
+        asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only, args.refresh_timestamps))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ class SourceHealth:
     """Health of one poll group of one meter (mutable, owned by that group's task)."""
 
     stale_after: float
+    #: count staleness from the first failure rather than the last success: for a group
+    #: polled once a minute (status, datalog) its last value was as current as its interval
+    #: allows until it failed, and the poller makes it poll at once when the meter goes
+    #: away; counted from its last success it would turn Bad at its first failure.
+    since_first_failure: bool = False
     last_success: float | None = None  # monotonic
     last_success_utc: datetime | None = None
     first_failure: float | None = None  # monotonic time of the first failure in a row
@@ -57,8 +62,16 @@ class SourceHealth:
         """True once the source has been failing for longer than ``stale_after``."""
         if self.consecutive_failures == 0:
             return False
-        since = self.last_success if self.last_success is not None else self.first_failure
+        since = self.failing_since()
         return since is not None and now - since >= self.stale_after
+
+    def failing_since(self) -> float | None:
+        """When the stale_after count started (monotonic), None while not failing."""
+        if self.consecutive_failures == 0:
+            return None
+        if self.since_first_failure or self.last_success is None:
+            return self.first_failure
+        return self.last_success
 
     def quality(self, now: float) -> str:
         """StatusCode name for values from this source, as of ``now``."""

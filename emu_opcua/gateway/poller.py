@@ -6,7 +6,9 @@ meter. What the poller learns goes to a ``MeterSink`` (the OPC UA publisher).
 
 Groups (intervals from the configuration):
 - fast (1 s): measurements from Modbus; from ``meterdata.json`` instead while the meter's
-  Modbus server is off (``mbactive`` false) or the register map failed the cross-check.
+  Modbus server is off (``mbactive`` false), does not answer while HTTP does, or the
+  register map failed the cross-check. While off or not answering, Modbus is tried again
+  with backoff (up to ``modbus_retry_max``) and serves again as soon as it answers.
 - extremes (5 s): ``meterdata.json`` min/max with their times; every ``crosscheck``
   seconds also a Modbus read right before it, compared with ``cross_check``.
 - status (60 s): ``status.json`` (identity, configuration, Modbus port when "auto") and
@@ -14,7 +16,14 @@ Groups (intervals from the configuration):
   current).
 
 Failures: exponential backoff with jitter per group; values keep their last value as
-Uncertain, then turn Bad after ``stale_after`` (see ``health``).
+Uncertain, then turn Bad after ``stale_after`` (see ``health``). Every group degrades the
+values it supplies; a group that finds the meter gone (unreachable, timed out) makes the
+others poll at once, so all of a meter's values degrade together, and a group that finds
+it back makes the failing ones retry at once.
+
+Time: values the meter stamps itself (min/max, datalog rows, MeterTime) keep its stamps;
+live values (Modbus, meterdata.json) get the meter's clock at the moment they were read,
+estimated from its whole-second reports (``meterclock``).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from attrs import define, field, frozen
@@ -37,12 +46,14 @@ from emu_opcua.errors import (
     EmuError,
     MeterCommunicationError,
     MeterTimeout,
+    MeterUnreachable,
     ModbusDisabled,
     ModbusProtocolError,
     ParseError,
     RegisterMapMismatch,
 )
-from emu_opcua.gateway.health import ConnectionState, SourceHealth
+from emu_opcua.gateway.health import GOOD, ConnectionState, SourceHealth
+from emu_opcua.gateway.meterclock import MeterClock
 from emu_opcua.meter.catalogue import BY_CODE, CATALOGUE
 from emu_opcua.meter.crosscheck import CrossCheckResult, cross_check
 from emu_opcua.meter.meterdata import Extremes, MeterData
@@ -69,6 +80,16 @@ DATALOG_ONLY_CODES: tuple[str, ...] = tuple(
 SOURCE_MODBUS = "modbus"
 SOURCE_HTTP_MODBUS_OFF = "http (modbus disabled)"
 SOURCE_HTTP_MISMATCH = "http (register map mismatch)"
+SOURCE_HTTP_MODBUS_FAILED = "http (modbus not answering)"
+#: sources under which Modbus is retried with backoff, to return to it once it answers
+_MODBUS_RETRIED = (SOURCE_HTTP_MODBUS_OFF, SOURCE_HTTP_MODBUS_FAILED)
+#: errors saying the meter cannot be reached at all (not: it answered with an error)
+_GONE = (MeterUnreachable, MeterTimeout)
+#: the extremes poll (the most frequent report of the meter's time) is timed to refine
+#: the meter clock's offset while it is known less precisely than this (seconds)
+CLOCK_PRECISION = 0.02
+#: rank of a quality, to take the worse of two
+_RANK = {GOOD: 0, "UncertainLastUsableValue": 1}
 
 
 def _raise_if_cancelled() -> None:
@@ -96,6 +117,9 @@ class PollSettings:
     poll_deadline: float = 60.0
     #: consecutive failed cross-checks before the HTTP values replace the Modbus ones
     crosscheck_failures_to_switch: int = 2
+    #: longest wait between Modbus retries while meterdata.json serves the fast values
+    #: because Modbus is off or does not answer (backoff from fast_interval up to this)
+    modbus_retry_max: float = 10.0
 
 
 @frozen
@@ -108,6 +132,8 @@ class Diagnostics:
     crosscheck: str
     crosscheck_ok: bool | None
     data_source: str
+    #: quality of the cross-check result: it degrades while Modbus or meterdata.json fail
+    crosscheck_status: str = GOOD
 
 
 class MeterSink(Protocol):
@@ -122,6 +148,8 @@ class MeterSink(Protocol):
     async def extremes_failed(self, status: str) -> None: ...
 
     async def status(self, status: MeterStatus) -> None: ...
+
+    async def status_failed(self, status: str) -> None: ...
 
     async def diagnostics(self, diagnostics: Diagnostics) -> None: ...
 
@@ -147,6 +175,7 @@ class MeterPoller:
     settings: PollSettings = PollSettings()
     modbus_port: int | None = None  # None: "auto", taken from status.json
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time  # epoch seconds, to read the meter's clock against
     stats: PollStats = field(factory=PollStats)
 
     _fast: SourceHealth = field(init=False)
@@ -156,10 +185,16 @@ class MeterPoller:
     _modbus_lock: asyncio.Lock = field(init=False, factory=asyncio.Lock)
     _modbus_enabled: bool = field(init=False, default=True)
     _status_known: asyncio.Event = field(init=False, factory=asyncio.Event)
-    _status_wakeup: asyncio.Event = field(init=False, factory=asyncio.Event)
-    #: set when the meter answers again: groups backing off retry at once
-    _recovered: asyncio.Event = field(init=False, factory=asyncio.Event)
-    _clock_offset: timedelta = field(init=False, default=timedelta(0))
+    #: per group: set to make it poll now (the meter went away or came back; see _wake)
+    _wakeups: dict[str, asyncio.Event] = field(init=False, factory=lambda: {
+        g: asyncio.Event() for g in ("fast", "extremes", "status", "datalog")})
+    _groups: tuple[tuple[str, SourceHealth], ...] = field(init=False)
+    _meter_clock: MeterClock = field(init=False, factory=MeterClock)
+    #: every Modbus read (fast, cross-check, retries), for the values only Modbus supplies
+    _modbus_health: SourceHealth = field(init=False)
+    _modbus_failing: bool = field(init=False, default=False)  # last read failed, HTTP answered
+    _modbus_backoff: Backoff = field(init=False)
+    _modbus_retry_at: float = field(init=False, default=0.0)  # monotonic
     _crosscheck: CrossCheckResult | None = field(init=False, default=None)
     _crosscheck_text: str = field(init=False, default="not yet checked")
     _crosscheck_failures: int = field(init=False, default=0)
@@ -173,9 +208,15 @@ class MeterPoller:
     def __attrs_post_init__(self) -> None:
         s = self.settings.stale_after
         self._fast = SourceHealth(stale_after=s)
-        self._extremes = SourceHealth(stale_after=max(s, 2 * self.settings.extremes_interval))
-        self._status = SourceHealth(stale_after=max(s, 2 * self.settings.status_interval))
-        self._datalog = SourceHealth(stale_after=max(s, 2 * self.settings.datalog_interval))
+        # The slow groups are woken when the meter goes away, and count from then.
+        self._extremes = SourceHealth(stale_after=s, since_first_failure=True)
+        self._status = SourceHealth(stale_after=s, since_first_failure=True)
+        self._datalog = SourceHealth(stale_after=s, since_first_failure=True)
+        self._modbus_health = SourceHealth(stale_after=s, since_first_failure=True)
+        self._groups = (("fast", self._fast), ("extremes", self._extremes), ("status", self._status),
+                        ("datalog", self._datalog))
+        fast = self.settings.fast_interval
+        self._modbus_backoff = Backoff(initial=fast, maximum=max(fast, self.settings.modbus_retry_max))
         if self.modbus_port is not None:
             self._status_known.set()
 
@@ -199,36 +240,35 @@ class MeterPoller:
         # Spread the first polls of many meters over one interval, so 1000 meters do not
         # hit the same second.
         await asyncio.sleep(random.uniform(0, min(interval, 1.0)))
-        status_wakeup = self._status_wakeup if group == "status" else None
+        wakeup = self._wakeups[group]
         # The first poll comes soon (identity, Modbus port), the rest keep a random phase
         # over the whole interval: 1000 meters started together must not send 1000
         # status.json requests in the same second every minute.
         spread = random.uniform(0, max(0.0, interval - 1.0))
         while True:
             start = self.clock()
+            wakeup.clear()  # a wake-up during the poll is honoured after it
             error = await self._attempt(group, poll)
             if error is not None:
                 health.record_failure(self.clock(), error, self.clock() - start)
                 await self._on_failure(group, health, error)
                 delay = self._failure_delay(health, backoff)
-                # backing off, but a meter that answers another group again is retried
-                wakeup = self._recovered if status_wakeup is None else status_wakeup
             else:
                 if health.consecutive_failures:
-                    self._recovered.set()
+                    self._wake(failing=True)
+                    wakeup.clear()  # (this group has just polled)
                 health.record_success(self.clock(), datetime.now(UTC), self.clock() - start)
                 backoff.reset()
                 delay = max(0.0, interval - (self.clock() - start)) + spread
                 spread = 0.0
-                wakeup = status_wakeup
+                if group == "extremes" and self._meter_clock.uncertainty > CLOCK_PRECISION:
+                    # ask for the meter's time when its clock turns a second, as far as
+                    # we know: each answer halves what we do not know of its offset
+                    delay += self._meter_clock.delay_to_second(self.wall_clock() + delay)
             await self._publish_diagnostics()
-            if wakeup is None:
-                await asyncio.sleep(delay)
-            else:
-                wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wakeup.wait()
             _raise_if_cancelled()
 
     async def _attempt(self, group: str, poll: Callable[[], Awaitable[None]]) -> EmuError | None:
@@ -254,7 +294,7 @@ class MeterPoller:
         on time rather than up to a backoff later."""
         delay = backoff.next_delay()
         if not health.is_stale(self.clock()):
-            since = health.last_success if health.last_success is not None else health.first_failure
+            since = health.failing_since()
             if since is not None:
                 delay = min(delay, max(0.05, since + health.stale_after - self.clock() + 0.01))
         return delay
@@ -265,6 +305,7 @@ class MeterPoller:
         await self._status_known.wait()
         await asyncio.sleep(random.uniform(0, interval))
         deadline = self.clock()
+        wakeup = self._wakeups["fast"]
         while True:
             start = self.clock()
             lateness = start - deadline
@@ -276,38 +317,57 @@ class MeterPoller:
                 if isinstance(error, MeterCommunicationError) and self._data_source == SOURCE_MODBUS:
                     # Modbus may have been switched off on the meter: ask status.json now
                     # rather than at the next status poll.
-                    self._status_wakeup.set()
+                    self._wakeups["status"].set()
                 delay = self._failure_delay(self._fast, backoff)
-                deadline = self.clock() + delay
-            else:
-                end = self.clock()
-                if self._fast.consecutive_failures:
-                    # the meter answers again: the slow groups need not wait out their backoff
-                    self._recovered.set()
-                    self._status_wakeup.set()
-                self._fast.record_success(end, datetime.now(UTC), end - start)
-                backoff.reset()
-                self.stats.polls += 1
-                # On time: started within 10 % of an interval of its slot and done before
-                # the next slot.
-                late, overran = lateness > 0.1 * interval, end - deadline > interval
-                if not late and not overran:
-                    self.stats.on_time += 1
-                self.stats.late += late
-                self.stats.overran += overran
-                self.stats.max_lateness = max(self.stats.max_lateness, lateness)
-                deadline += interval
-                if deadline < end:  # overran: skip the missed slots, keep the grid
-                    missed = int((end - deadline) // interval) + 1
-                    deadline += missed * interval
-                delay = deadline - end
+                await self._publish_diagnostics()
+                # backing off, but a meter that answers another group again is retried now
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await wakeup.wait()
+                wakeup.clear()
+                deadline = self.clock()
+                _raise_if_cancelled()
+                continue
+            end = self.clock()
+            if self._fast.consecutive_failures:
+                # the meter answers again: the slow groups need not wait out their
+                # backoff, and status.json may tell what changed
+                self._wake(failing=True)
+                self._wakeups["status"].set()
+                wakeup.clear()
+            self._fast.record_success(end, datetime.now(UTC), end - start)
+            backoff.reset()
+            self.stats.polls += 1
+            # On time: started within 10 % of an interval of its slot and done before
+            # the next slot.
+            late, overran = lateness > 0.1 * interval, end - deadline > interval
+            if not late and not overran:
+                self.stats.on_time += 1
+            self.stats.late += late
+            self.stats.overran += overran
+            self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+            deadline += interval
+            if deadline < end:  # overran: skip the missed slots, keep the grid
+                missed = int((end - deadline) // interval) + 1
+                deadline += missed * interval
+            delay = deadline - end
             await self._publish_diagnostics()
             await asyncio.sleep(max(0.0, delay))
             _raise_if_cancelled()
 
+    def _wake(self, *, failing: bool) -> None:
+        """Make groups poll now. ``failing``: those failing (the meter answers again:
+        retry rather than wait out a backoff); else the slow groups that are not (the
+        meter went away: find out, so their values degrade now, not a minute later)."""
+        for group, health in self._groups:
+            if (health.consecutive_failures > 0) == failing and (failing or group != "fast"):
+                self._wakeups[group].set()
+
     async def _on_failure(self, group: str, health: SourceHealth, error: EmuError) -> None:
         if health.consecutive_failures == 1:
             log.warning("meter %s: %s poll failed: %s", self.name, group, error)
+            if isinstance(error, _GONE):
+                self._wake(failing=False)
         quality = health.quality(self.clock())
         if group == "fast":
             codes = FAST_CODES if self._data_source == SOURCE_MODBUS else FAST_CODES + METERDATA_ONLY_CODES
@@ -316,6 +376,8 @@ class MeterPoller:
             await self.sink.extremes_failed(quality)
             if self._data_source == SOURCE_MODBUS:
                 await self.sink.measurements_failed(METERDATA_ONLY_CODES, quality)
+        elif group == "status":
+            await self.sink.status_failed(quality)
         elif group == "datalog":
             # the newest row is published again after the next success, even unchanged
             self._datalog_index = None
@@ -323,16 +385,65 @@ class MeterPoller:
 
     # --- the groups ---------------------------------------------------------------
     async def _poll_fast(self) -> None:
-        if self._data_source == SOURCE_MODBUS:
-            values = await self._read_modbus(FAST_CODES)
-            await self.sink.measurements(values, datetime.now(UTC) + self._clock_offset)
-        else:
-            data = await self.http.meterdata()
-            self._note_meter_time(data.meter_time)
-            await self.sink.measurements(data.values, data.meter_time)
+        source = self._data_source
+        if source == SOURCE_MODBUS:
+            wall = self.wall_clock
+            sent = wall()
+            try:
+                values = await self._read_modbus(FAST_CODES)
+            except MeterCommunicationError as error:
+                # A Modbus exception answer is the cross-check's business (a wrong map);
+                # with meterdata.json failing too there is nothing to fall back on.
+                if isinstance(error, ModbusProtocolError) or self._extremes.consecutive_failures:
+                    raise
+                reason = str(error)
+            else:
+                await self.sink.measurements(values, self._meter_clock.meter_time((sent + wall()) * 0.5))
+                return
+            # Modbus does not answer, HTTP does (as far as the extremes group knows):
+            # serve meterdata.json until Modbus answers again.
+            await self._fast_http()
+            self._modbus_failing = True
+            log.warning("meter %s: Modbus does not answer (%s); serving meterdata.json meanwhile",
+                        self.name, reason)
+            self._choose_source()
+            self._wakeups["status"].set()  # Modbus may have been switched off: ask status.json
+            return
+        if source in _MODBUS_RETRIED and self.clock() >= self._modbus_retry_at:
+            wall = self.wall_clock
+            sent = wall()
+            try:
+                values = await self._read_modbus(FAST_CODES, retry=True)
+            except EmuError as error:  # not yet: meterdata.json goes on serving
+                self._modbus_retry_at = self.clock() + self._modbus_backoff.next_delay()
+                log.debug("meter %s: Modbus retry failed: %s", self.name, error)
+            else:
+                await self.sink.measurements(values, self._meter_clock.meter_time((sent + wall()) * 0.5))
+                self._modbus_answers()
+                return
+        await self._fast_http()
+
+    async def _fast_http(self) -> None:
+        wall = self.wall_clock
+        sent = wall()
+        data = await self.http.meterdata()
+        received = wall()
+        self._note_meter_time(data.meter_time, sent, received)
+        await self.sink.measurements(data.values, self._meter_clock.meter_time((sent + received) * 0.5))
+
+    def _modbus_answers(self) -> None:
+        """Modbus answered a retry while meterdata.json served the fast values: back to
+        Modbus now, and ask status.json at once (ModbusEnabled, the port)."""
+        log.warning("meter %s: Modbus answers again", self.name)
+        self._modbus_failing = False
+        self._modbus_enabled = True  # it answers, so it is on; status.json will confirm
+        self._choose_source()
+        self._wakeups["status"].set()
+        self._crosscheck_soon()
 
     async def _poll_extremes(self) -> None:
         now = self.clock()
+        wall = self.wall_clock
         modbus_values = None
         map_error: str | None = None
         # After a failed check, check again at once (the next extremes poll): confirm a
@@ -348,6 +459,7 @@ class MeterPoller:
                 self._last_crosscheck = now - random.uniform(0, self.settings.crosscheck_interval)
             else:
                 self._last_crosscheck = now
+            sent = wall()
             try:
                 modbus_values = await self._read_modbus(None)
             except (ModbusProtocolError, ParseError) as error:
@@ -356,8 +468,15 @@ class MeterPoller:
                 map_error = str(error)
             except EmuError as error:  # the fast group reports Modbus trouble
                 log.debug("meter %s: cross-check Modbus read failed: %s", self.name, error)
+            else:
+                extra = {c: modbus_values[c] for c in SLOW_MODBUS_CODES if c in modbus_values}
+                if extra:
+                    await self.sink.measurements(extra, self._meter_clock.meter_time((sent + wall()) * 0.5))
+        sent = wall()
         data = await self.http.meterdata()
-        self._note_meter_time(data.meter_time)
+        received = wall()
+        self._note_meter_time(data.meter_time, sent, received)
+        read_at = self._meter_clock.meter_time((sent + received) * 0.5)
         if map_error is not None:
             self._crosscheck_failed(f"register map does not fit the meter: {map_error}")
         if data.extremes is not None:
@@ -365,19 +484,18 @@ class MeterPoller:
         if self._data_source == SOURCE_MODBUS:
             only = {c: data.values[c] for c in METERDATA_ONLY_CODES if c in data.values}
             if only:
-                await self.sink.measurements(only, data.meter_time)
+                await self.sink.measurements(only, read_at)
         if modbus_values is not None:
             self._apply_crosscheck(modbus_values, data)
-            extra = {c: modbus_values[c] for c in SLOW_MODBUS_CODES if c in modbus_values}
-            if extra:
-                await self.sink.measurements(extra, datetime.now(UTC) + self._clock_offset)
         if self._data_source != SOURCE_MODBUS and self._fast.consecutive_failures:
             # The fast group reads HTTP too in this mode; keep values fresh meanwhile.
-            await self.sink.measurements(data.values, data.meter_time)
+            await self.sink.measurements(data.values, read_at)
 
     async def _poll_status(self) -> None:
+        wall = self.wall_clock
+        sent = wall()
         status = await self.http.status()
-        self._note_meter_time(status.meter_time)
+        self._note_meter_time(status.meter_time, sent, wall())
         await self.sink.status(status)
         self._serial = status.serial
         self._modbus_enabled = status.modbus_enabled
@@ -399,22 +517,41 @@ class MeterPoller:
                 await self.sink.measurements(values, row.timestamp)
 
     # --- helpers ------------------------------------------------------------------
-    async def _read_modbus(self, codes: tuple[str, ...] | None) -> dict[str, float]:
-        if not self._modbus_enabled:
+    async def _read_modbus(self, codes: tuple[str, ...] | None, *, retry: bool = False) -> dict[str, float]:
+        """Read over Modbus (``retry``: even while status.json says it is off, to notice
+        it being switched on). Every outcome goes to the Modbus health; a failure to
+        reach Modbus degrades the values only Modbus supplies."""
+        if not self._modbus_enabled and not retry:
             raise ModbusDisabled(f"meter {self.name}: Modbus TCP is switched off (mbactive false)")
+        health = self._modbus_health
         async with self._modbus_lock:
             if self._modbus is None:
                 assert self.modbus_port is not None
                 self._modbus = self.modbus_factory(self.modbus_port)
             try:
-                return await self._modbus.read_values(codes)
+                values = await self._modbus.read_values(codes)
             except MeterCommunicationError as error:
                 if not isinstance(error, ModbusProtocolError):
                     # After a timeout the transaction ids may be out of step: the next read
                     # starts on a fresh connection. The client object stays, with what it
                     # learnt about the meter (how boldly reads may be merged).
                     await self._modbus.close()
+                    health.record_failure(self.clock(), error, 0.0)
+                    if SLOW_MODBUS_CODES:
+                        await self.sink.measurements_failed(SLOW_MODBUS_CODES, health.quality(self.clock()))
                 raise
+        if health.consecutive_failures or health.last_success is None:
+            # (only then: the fast path records nothing per poll; staleness counts
+            # from the first failure, so the time of the last success is not needed)
+            if health.consecutive_failures and codes is not None:
+                # Modbus is back: the values only the cross-check reads recover with it
+                self._crosscheck_soon()
+            health.record_success(self.clock(), datetime.now(UTC), 0.0)
+        return values
+
+    def _crosscheck_soon(self) -> None:
+        self._last_crosscheck = min(self._last_crosscheck, self.clock() - self.settings.crosscheck_interval)
+        self._wakeups["extremes"].set()
 
     async def _close_modbus(self) -> None:
         async with self._modbus_lock:
@@ -425,13 +562,12 @@ class MeterPoller:
         if client is not None:
             await client.close()
 
-    def _note_meter_time(self, meter_time: datetime | None) -> None:
-        """Track the meter clock's offset, so Modbus values get the meter's own time."""
-        if meter_time is not None:
-            offset = meter_time - datetime.now(UTC)
-            # The meter's clock has 1 s resolution; ignore sub-second jitter.
-            if abs((offset - self._clock_offset).total_seconds()) >= 1.0:
-                self._clock_offset = offset
+    def _note_meter_time(self, meter_time: datetime | None, sent: float, received: float) -> None:
+        """A report of the meter's clock by a request sent and answered at these local
+        wall-clock times (epoch s): refines the clock estimate Modbus values are stamped by."""
+        if meter_time is not None and not self._meter_clock.observe(meter_time.timestamp(), sent, received):
+            log.info("meter %s: the meter's clock was set (now %+.1f s from ours)",
+                     self.name, self._meter_clock.offset)
 
     def _apply_crosscheck(self, modbus_values: Mapping[str, float], data: MeterData) -> None:
         result = cross_check(modbus_values, data, serial=self._serial)
@@ -456,10 +592,16 @@ class MeterPoller:
             source = SOURCE_HTTP_MODBUS_OFF
         elif self._crosscheck_failures >= self.settings.crosscheck_failures_to_switch:
             source = SOURCE_HTTP_MISMATCH
+        elif self._modbus_failing:
+            source = SOURCE_HTTP_MODBUS_FAILED
         else:
             source = SOURCE_MODBUS
         if source != self._data_source:
             log.warning("meter %s: data source is now %s", self.name, source)
+            if source in _MODBUS_RETRIED and self._data_source not in _MODBUS_RETRIED:
+                # Modbus is retried with backoff from now on
+                self._modbus_backoff.reset()
+                self._modbus_retry_at = self.clock() + self._modbus_backoff.next_delay()
             self._data_source = source
 
     def diagnostics(self) -> Diagnostics:
@@ -472,6 +614,11 @@ class MeterPoller:
             state = ConnectionState.DEGRADED
         successes = [h.last_success_utc for h in groups if h.last_success_utc is not None]
         check = self._crosscheck
+        crosscheck_status = GOOD
+        if check is not None and (self._extremes.consecutive_failures or self._modbus_health.consecutive_failures):
+            # the last result stands for what the meter says now only while both answer
+            crosscheck_status = max(self._extremes.quality(now), self._modbus_health.quality(now),
+                                    key=lambda q: _RANK.get(q, 2))
         return Diagnostics(
             connection_state=state,
             last_successful_poll=max(successes) if successes else None,
@@ -482,6 +629,7 @@ class MeterPoller:
             crosscheck=self._crosscheck_text,
             crosscheck_ok=check.ok if check is not None else None,
             data_source=self._data_source,
+            crosscheck_status=crosscheck_status,
         )
 
     async def _publish_diagnostics(self) -> None:

@@ -67,6 +67,9 @@ class MeterConfig:
     firmware_key_hash: bytes | None = field(default=None, repr=False)  # pinned signing key (KEYHASH TLV)
     firmware_confirmation_timeout: float = 300.0  # s to Confirm a new image before it is reverted
 
+    #: every good poll gives its values a new SourceTimestamp, changed or not (default:
+    #: only changes are written, an unchanged value keeps the time it last changed)
+    refresh_timestamps: bool = False
 
 @frozen
 class HistoryConfig:
@@ -170,7 +173,7 @@ _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password"
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
                "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash",
-               "firmware_confirmation_timeout"}
+               "firmware_confirmation_timeout", "refresh_timestamps"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -423,6 +426,7 @@ class _Reader:
             modbus_port=modbus_port,
             unit_id=self.integer(t, "unit_id", where, 1, 0, 255),
             password=password, register_map=register_map,
+            refresh_timestamps=self.boolean(t, "refresh_timestamps", where, False),
             **{k: self.seconds(t, k, where, getattr(MeterConfig.__attrs_attrs__, k).default)
                for k in _INTERVALS},
         )

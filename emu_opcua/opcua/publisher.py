@@ -8,6 +8,14 @@ notification exactly when something changed.
 Quality (OPC 10000-4 7.7, and what SCADA users expect): a failed poll rewrites the last
 value with UncertainLastUsableValue and its original SourceTimestamp; once the source is
 stale the status turns Bad (asyncua then nulls the value, as the spec demands for Bad).
+Everything the meter supplies degrades so: measurements, extremes, identification,
+configuration, MeterTime, PowerFailCount, CrossCheckOk (its quality comes with the
+diagnostics).
+
+``refresh_timestamps``: values written only on change keep the SourceTimestamp of their
+last change; with the option on (as Kepware offers), every good poll gives the unchanged
+values of that poll its time too, written in one batch (``batchwrite``). Off, it costs
+one attribute test per poll.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from emu_opcua.meter.catalogue import BY_CODE
 from emu_opcua.meter.meterdata import Extremes
 from emu_opcua.meter.status import MeterStatus
 from emu_opcua.opcua import nodeset as ns
+from emu_opcua.opcua.batchwrite import value_attribute, write_values
 from emu_opcua.opcua.model import MeterNodes
 
 _VT = ua.VariantType
@@ -58,23 +67,31 @@ _QUANTITY_VT = {code: _VT.Double if q.is_measurement else _VT.UInt32 for code, q
 class _Slot:
     """What was last written to one node, to write only on change and to fall back on."""
 
-    __slots__ = ("value", "variant", "source_time", "status")
+    __slots__ = ("value", "variant", "source_time", "status", "attribute")
 
     def __init__(self) -> None:
         self.value: object = None  # the plain Python value, compared before any Variant is built
         self.variant: ua.Variant | None = None
         self.source_time: datetime | None = None
         self.status: str = "BadWaitingForInitialData"
+        self.attribute = None  # the node's Value attribute, once timestamps are refreshed
 
 
 class MeterPublisher:
     """The OPC UA side of one meter: implements ``emu_opcua.gateway.poller.MeterSink``."""
 
-    def __init__(self, server: Server, nodes: MeterNodes) -> None:
+    def __init__(self, server: Server, nodes: MeterNodes, *, refresh_timestamps: bool = False) -> None:
         self._server = server
         self._nodes = nodes
+        self._refresh = refresh_timestamps
         self._slots: dict[ua.NodeId, _Slot] = {}
         self._extreme_ids = tuple(nodes.extremes.values())
+        # what status.json supplies (Manufacturer and Model are ours, they stay Good)
+        self._status_ids = tuple(
+            [node_id for browse, node_id in nodes.identification.items()
+             if browse not in ("Manufacturer", "Model", "DeviceHealth")]
+            + list(nodes.configuration.values())
+            + [nodes.diagnostics[b] for b in ("MeterTime",) if b in nodes.diagnostics])
         self.writes = 0  # written DataValues, for benchmarks
 
     # --- writing ----------------------------------------------------------------------
@@ -85,12 +102,13 @@ class MeterPublisher:
         return slot
 
     async def _write(self, node_id: ua.NodeId, value: object, vt: ua.VariantType,
-                     source_time: datetime | None = None, status: str = "Good") -> None:
+                     source_time: datetime | None = None, status: str = "Good") -> bool:
+        """Write if value or status changed; False when they did not."""
         slot = self._slot(node_id)
         # type() too: True == 1 == 1.0, but a changed type is a change
         if slot.status == status and slot.value == value and type(slot.value) is type(value) \
                 and slot.variant is not None:
-            return
+            return False
         variant = ua.Variant(value, vt)
         slot.value, slot.variant, slot.source_time, slot.status = value, variant, source_time, status
         now = datetime.now(UTC)
@@ -99,6 +117,27 @@ class MeterPublisher:
             SourceTimestamp=source_time or now, ServerTimestamp=now,
         ))
         self.writes += 1
+        return True
+
+    async def _refresh_timestamps(self, node_ids: list[ua.NodeId], source_time: datetime | None) -> None:
+        """Give unchanged Good values ``source_time``, in one batch."""
+        now = datetime.now(UTC)
+        source_time = source_time or now
+        good = _status("Good")
+        writes = []
+        for node_id in node_ids:
+            slot = self._slots[node_id]
+            if slot.source_time == source_time:
+                continue
+            slot.source_time = source_time
+            attribute = slot.attribute
+            if attribute is None:
+                attribute = slot.attribute = value_attribute(self._server, node_id)
+            writes.append((node_id, attribute, ua.DataValue(
+                Value=slot.variant, StatusCode=good, SourceTimestamp=source_time, ServerTimestamp=now)))
+        if writes:
+            await write_values(self._server, writes)
+            self.writes += len(writes)
 
     async def _degrade(self, node_ids, status: str) -> None:
         """A failed poll: keep the last value as Uncertain, or go Bad once stale."""
@@ -119,6 +158,9 @@ class MeterPublisher:
 
     # --- MeterSink ----------------------------------------------------------------------
     async def measurements(self, values: Mapping[str, float], source_time: datetime) -> None:
+        if self._refresh:
+            await self._measurements_refreshing(values, source_time)
+            return
         quantities = self._nodes.quantities
         for code, value in values.items():
             node_id = quantities.get(code)
@@ -126,6 +168,19 @@ class MeterPublisher:
                 continue
             vt = _QUANTITY_VT[code]
             await self._write(node_id, float(value) if vt is _VT.Double else int(value), vt, source_time)
+
+    async def _measurements_refreshing(self, values: Mapping[str, float], source_time: datetime) -> None:
+        quantities = self._nodes.quantities
+        unchanged = []
+        for code, value in values.items():
+            node_id = quantities.get(code)
+            if node_id is None:
+                continue
+            vt = _QUANTITY_VT[code]
+            if not await self._write(node_id, float(value) if vt is _VT.Double else int(value), vt, source_time):
+                unchanged.append(node_id)
+        if unchanged:
+            await self._refresh_timestamps(unchanged, source_time)
 
     async def measurements_failed(self, codes: tuple[str, ...], status: str) -> None:
         quantities = self._nodes.quantities
@@ -150,6 +205,7 @@ class MeterPublisher:
         ident, conf = self._nodes.identification, self._nodes.configuration
         t = status.meter_time
         S, B = _VT.String, _VT.Boolean
+        unchanged: list[ua.NodeId] | None = [] if self._refresh else None
         for browse, value, vt in (
             ("Manufacturer", _MANUFACTURER, _VT.LocalizedText),
             ("Model", _MODEL, _VT.LocalizedText),
@@ -158,8 +214,8 @@ class MeterPublisher:
             ("MacAddress", status.mac, S),
             ("FactoryNumber", int(status.factory_number), _VT.UInt64),
         ):
-            if browse in ident:
-                await self._write(ident[browse], value, vt, t)
+            if browse in ident and not await self._write(ident[browse], value, vt, t) and unchanged is not None:
+                unchanged.append(ident[browse])
         for browse, value, vt in (
             ("DhcpEnabled", bool(status.dhcp_enabled), B),
             ("IpAddress", status.ip, S),
@@ -172,10 +228,15 @@ class MeterPublisher:
             ("NtpServer", status.ntp_server, S),
             ("OnlineUpdateAllowed", bool(status.online_update_allowed), B),
         ):
-            if browse in conf:
-                await self._write(conf[browse], value, vt, t)
+            if browse in conf and not await self._write(conf[browse], value, vt, t) and unchanged is not None:
+                unchanged.append(conf[browse])
         if t is not None and "MeterTime" in self._nodes.diagnostics:
             await self._write(self._nodes.diagnostics["MeterTime"], t, _VT.DateTime, t)
+        if unchanged:
+            await self._refresh_timestamps(unchanged, t)
+
+    async def status_failed(self, status: str) -> None:
+        await self._degrade(self._status_ids, status)
 
     async def diagnostics(self, d: Diagnostics) -> None:
         diag = self._nodes.diagnostics
@@ -191,8 +252,11 @@ class MeterPublisher:
             ("CrossCheck", d.crosscheck, S),
             ("DataSource", d.data_source, S),
         ]
-        if d.crosscheck_ok is not None:
-            entries.append(("CrossCheckOk", d.crosscheck_ok, _VT.Boolean))
+        if d.crosscheck_ok is not None and "CrossCheckOk" in diag:
+            if d.crosscheck_status == "Good":
+                await self._write(diag["CrossCheckOk"], d.crosscheck_ok, _VT.Boolean)
+            else:  # the last result, as last usable, until Modbus and meterdata.json answer
+                await self._degrade((diag["CrossCheckOk"],), d.crosscheck_status)
         if d.last_successful_poll is not None:
             entries.append(("LastSuccessfulPoll", d.last_successful_poll, _VT.DateTime))
         for browse, value, vt in entries:

@@ -178,7 +178,8 @@ class GatewayServer:
         self._tasks.append(asyncio.create_task(
             server_info.run_diagnostics(self.server, self.server.guard), name="server diagnostics"))
         for meter in config.meters:
-            publisher = MeterPublisher(self.server, self.model.meters[meter.name])
+            publisher = MeterPublisher(self.server, self.model.meters[meter.name],
+                                       refresh_timestamps=meter.refresh_timestamps)
             http = MeterHttpClient(meter.host, meter.http_port, password=meter.password,
                                    timeout=meter.http_timeout)
             self._http_clients.append(http)

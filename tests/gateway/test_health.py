@@ -56,3 +56,17 @@ def test_success_resets_everything():
     assert h.consecutive_failures == 0
     assert h.state(21.0) is ConnectionState.CONNECTED
     assert "MeterUnreachable: refused" == h.error_text()
+
+
+def test_a_slow_group_counts_staleness_from_its_first_failure():
+    # polled once a minute: its last success was 50 s before the meter went away; its
+    # value must not turn Bad at its first failure, but stale_after after it
+    h = SourceHealth(stale_after=10, since_first_failure=True)
+    h.record_success(0.0, T0, 0.01)
+    h.record_failure(50.0, MeterUnreachable("refused"), 0.0)
+    assert h.quality(50.0) == "UncertainLastUsableValue"
+    assert h.quality(59.9) == "UncertainLastUsableValue"
+    assert h.quality(60.0) == "BadNoCommunication"
+    assert h.failing_since() == 50.0
+    h.record_success(61.0, T0, 0.01)
+    assert h.failing_since() is None and h.quality(61.0) == "Good"

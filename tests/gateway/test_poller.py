@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -13,7 +14,8 @@ import pytest
 from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.gateway.poller import (
-    FAST_CODES, SOURCE_HTTP_MISMATCH, SOURCE_MODBUS, Diagnostics, MeterPoller, PollSettings,
+    FAST_CODES, SOURCE_HTTP_MISMATCH, SOURCE_HTTP_MODBUS_FAILED, SOURCE_HTTP_MODBUS_OFF, SOURCE_MODBUS, Diagnostics,
+    MeterPoller, PollSettings,
 )
 from emu_opcua.meter.meterdata import Extremes
 from emu_opcua.meter.registers import RegisterMap
@@ -49,6 +51,9 @@ class RecordingSink:
 
     async def status(self, status: MeterStatus) -> None:
         self._add("status", status)
+
+    async def status_failed(self, status: str) -> None:
+        self._add("status_failed", status)
 
     async def diagnostics(self, diagnostics: Diagnostics) -> None:
         self.last_diagnostics = diagnostics
@@ -303,3 +308,91 @@ async def test_a_meter_trickling_its_answer_fails_the_poll_at_the_deadline(fleet
         await wait_until(lambda: len(r.sink.fast_values()) >= n + 3, "fast polls going on")
     finally:
         proxy.close()
+
+
+# --- the meter's clock ------------------------------------------------------------------------
+@pytest.mark.parametrize("ahead", [0.6, -3600.3], ids=["0.6s-ahead", "an-hour-behind"])
+async def test_modbus_timestamps_follow_the_meter_clock(pollers, ahead: float):
+    """The simulator's clock is known: it runs ``ahead`` seconds from ours. Modbus values
+    carry no time; their SourceTimestamp must be the meter's clock when they were read
+    (the old estimate, whole reported seconds minus our clock, ran up to 1 s early)."""
+    async with Fleet(FleetConfig(meters=1, control_port=None, history_days=0.1,
+                                 start_time=time.time() + ahead)) as fleet:
+        await fleet.wait_warm()
+        sim = fleet.meters[0]
+        r = await start_poller(sim.host, sim.http_port, sim.host, sim.modbus_port, FAST)
+        pollers.append(r)
+        errors: list[float] = []
+        original = r.sink.measurements
+
+        async def measurements(values, source_time):
+            if "active_power_total" in values:  # a fast poll, just read
+                errors.append(source_time.timestamp() - sim.meter_time())
+            await original(values, source_time)
+
+        r.sink.measurements = measurements
+        # a few meterdata.json reports (every 0.5 s) pin the offset
+        await asyncio.sleep(4.0)
+        assert r.poller.diagnostics().data_source == SOURCE_MODBUS
+        del errors[:]
+        await wait_until(lambda: len(errors) >= 10, "ten more fast polls")
+        # stamped halfway through the read, compared right after it: a read slowed by a
+        # loaded machine is off by half its duration, the typical one by milliseconds
+        shown = [round(e, 3) for e in errors]
+        assert statistics.median(abs(e) for e in errors) < 0.05, shown
+        assert max(abs(e) for e in errors) < 0.3, shown
+
+
+# --- Modbus failing while HTTP answers --------------------------------------------------------
+#: status.json every 30 s: returning to Modbus must not wait for it
+RETRY = PollSettings(fast_interval=0.1, extremes_interval=0.5, status_interval=30.0, datalog_interval=30.0,
+                     crosscheck_interval=0.5, stale_after=1.5, max_backoff=5.0, modbus_retry_max=0.5)
+
+
+def bad_fast_failures(sink: RecordingSink, since: float) -> list:
+    return [(t, p) for t, p in fast_failures(sink) if t >= since]
+
+
+async def test_dropped_modbus_connections_fall_back_to_http_and_back(fleet: Fleet, pollers):
+    sim = fleet.meters[0]
+    r = await start_poller(sim.host, sim.http_port, sim.host, sim.modbus_port, RETRY)
+    pollers.append(r)
+    await wait_until(lambda: (d := r.sink.last_diagnostics) and d.crosscheck_ok, "a first cross-check")
+    since = time.monotonic()
+    await sim.drop_modbus_connections()
+    d = await wait_until(lambda: (d := r.sink.last_diagnostics) and d.data_source == SOURCE_HTTP_MODBUS_FAILED
+                         and d, "DataSource saying Modbus does not answer")
+    n = len(r.sink.fast_values())
+    await wait_until(lambda: len(r.sink.fast_values()) >= n + 10, "fast values from meterdata.json")
+    # served all along: the fast values never went Uncertain or Bad
+    assert bad_fast_failures(r.sink, since) == []
+    assert r.poller.diagnostics().connection_state.value == "Connected"
+    latest = r.sink.fast_values()[-1][1]
+    assert latest["voltage_l1"] == pytest.approx(sim.meterdata().values["voltage_l1"], abs=2.0)
+    # Modbus was kept being tried
+    requests = sim.modbus.requests
+    await wait_until(lambda: sim.modbus.requests > requests + 1, "Modbus retries")
+    # Modbus answers again: used again within a retry interval, not at the next status poll
+    await sim.drop_modbus_connections(False)
+    back = time.monotonic()
+    await wait_until(lambda: r.poller.diagnostics().data_source == SOURCE_MODBUS, "back on Modbus", timeout=5.0)
+    assert time.monotonic() - back < RETRY.modbus_retry_max + 1.0
+    assert bad_fast_failures(r.sink, since) == []
+
+
+async def test_modbus_switched_on_again_is_used_at_once(fleet: Fleet, pollers):
+    sim = fleet.meters[1]
+    r = await start_poller(sim.host, sim.http_port, sim.host, sim.modbus_port, RETRY)
+    pollers.append(r)
+    await wait_until(lambda: r.sink.fast_values(), "a first fast poll")
+    await sim.disable_modbus()
+    # the failing Modbus read makes the poller ask status.json at once, which says why
+    await wait_until(lambda: r.poller.diagnostics().data_source == SOURCE_HTTP_MODBUS_OFF,
+                     "DataSource saying Modbus is off", timeout=5.0)
+    await asyncio.sleep(1.0)
+    assert r.sink.of("status")[-1][1].modbus_enabled is False
+    await sim.clear_faults()
+    # status.json comes every 30 s; the Modbus retries notice it within modbus_retry_max
+    await wait_until(lambda: r.poller.diagnostics().data_source == SOURCE_MODBUS, "back on Modbus", timeout=5.0)
+    # and ask status.json at once (Configuration/ModbusEnabled)
+    await wait_until(lambda: r.sink.of("status")[-1][1].modbus_enabled, "status.json asked again", timeout=5.0)

@@ -96,6 +96,13 @@ def test_example_file_names_a_missing_password_variable():
         load_config(EXAMPLE, environ={})
 
 
+def test_refresh_timestamps_per_meter_or_for_all():
+    assert parse(METER).meters[0].refresh_timestamps is False
+    cfg = parse("[defaults]\nrefresh_timestamps = true\n" + METER + METER.replace('"a"', '"b"')
+                + "refresh_timestamps = false\n")
+    assert [m.refresh_timestamps for m in cfg.meters] == [True, False]
+
+
 def test_hash_from_hash_password_is_accepted():
     cfg = parse(f'[[users]]\nname = "carol"\npassword_hash = "{hash_password("pw")}"\nrole = "operator"')
     assert cfg.users[0].role == "operator"
@@ -124,6 +131,7 @@ METER = '[[meters]]\nname = "a"\nhost = "192.0.2.1"\n'
     (METER + 'register_map = "missing.toml"\n', "meters.toml: meters[0] 'a': register_map: file not found"),
     ("[defaults]\nhttp_timeout = 0\n" + METER, "meters.toml: defaults: http_timeout: must be a number of seconds > 0"),
     ("[defaults]\nname = 'x'\n", "meters.toml: defaults: name: unknown key"),
+    (METER + "refresh_timestamps = 1\n", "meters.toml: meters[0] 'a': refresh_timestamps: must be true or false, got 1"),
     ("[server]\nport = 0\n", "meters.toml: server: port: must be 1-65535, got 0"),
     ("[server]\nsecurity_policies = ['Basic128Rsa15']\n",
      "meters.toml: server: security_policies: must be among None, Basic256Sha256_Sign"),

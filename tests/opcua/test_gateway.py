@@ -30,7 +30,8 @@ from asyncua import Client, ua
 
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.gateway.poller import (
-    DATALOG_ONLY_CODES, FAST_CODES, SOURCE_HTTP_MISMATCH, SOURCE_HTTP_MODBUS_OFF, SOURCE_MODBUS,
+    DATALOG_ONLY_CODES, FAST_CODES, SOURCE_HTTP_MISMATCH, SOURCE_HTTP_MODBUS_FAILED, SOURCE_HTTP_MODBUS_OFF,
+    SOURCE_MODBUS,
 )
 from emu_opcua.meter.catalogue import BY_CODE, MEASUREMENTS
 from emu_opcua.meter.crosscheck import cross_check
@@ -383,3 +384,121 @@ def _as_meterdata(values: dict[str, float]) -> MeterData:
     from datetime import UTC
 
     return MeterData(datetime.now(UTC), values, None)
+
+
+async def test_dropped_modbus_connections_are_served_from_meterdata(gw: Gateway):
+    meter = "boiler"
+    sim = gw.sim(meter)
+    power_fail_id = gw.model.quantity(meter, "power_fail_count")
+    await wait_for(lambda: gw.read(power_fail_id), lambda dv: dv.StatusCode.is_good(), "PowerFailCount Good")
+    await sim.drop_modbus_connections()
+    try:
+        seen: list[dict[str, str]] = []
+
+        async def probe():
+            values = await gw.measurements(meter, list(FAST_CODES))
+            seen.append(status_of(values))
+            return values
+
+        await wait_for(lambda: gw.diagnostics(meter),
+                       lambda d: d["DataSource"] == SOURCE_HTTP_MODBUS_FAILED,
+                       f"{meter} DataSource {SOURCE_HTTP_MODBUS_FAILED!r}")
+        values = await wait_for(
+            probe, lambda v: all(at_meterdata_resolution(c, v[c].Value.Value) for c in FAST_CODES),
+            f"{meter} fast values from meterdata.json", interval=0.05, show=brief)
+        assert_agree(numbers(values), sim.meterdata(), meter)
+        # the fast values were served all along; what only Modbus supplies degrades
+        assert all(s == "Good" for statuses in seen for s in statuses.values()), seen
+        await wait_for(lambda: gw.read(power_fail_id), lambda dv: dv.StatusCode.name == "BadNoCommunication",
+                       "PowerFailCount Bad while Modbus does not answer")
+        diag = await gw.diagnostics(meter)
+        assert diag["ConnectionState"] == "Connected" and diag["DeviceHealth"] == 0
+    finally:
+        await sim.clear_faults()
+    await wait_for(lambda: gw.diagnostics(meter), lambda d: d["DataSource"] == SOURCE_MODBUS,
+                   f"{meter} back on Modbus", timeout=5.0)
+    await wait_for(lambda: gw.read(power_fail_id), lambda dv: dv.StatusCode.is_good(), "PowerFailCount Good again")
+    await all_good(gw, meter)
+
+
+FROZEN, REFRESHED = "frozen", "refreshed"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def slow_gw(tmp_path_factory) -> Gateway:
+    """One simulated meter that refreshes its registers once an hour (every Modbus value
+    stands still), served twice: as ``frozen`` and, with refresh_timestamps, as
+    ``refreshed``. status.json and the datalog are polled once a minute."""
+    tmp = tmp_path_factory.mktemp("slow-gateway")
+    async with Fleet(FleetConfig(meters=1, host="127.0.0.1", control_port=None, history_days=0.2,
+                                 refresh_interval=3600.0)) as fleet:
+        await fleet.wait_warm()
+        p = fleet.ports()[0]
+        timing = dict(fast_interval=0.3, extremes_interval=1.0, status_interval=60.0, datalog_interval=60.0,
+                      stale_after=STALE_AFTER, http_timeout=1.0, modbus_timeout=1.0)
+        meters = tuple(MeterConfig(name=name, host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
+                                   refresh_timestamps=name == REFRESHED, **timing) for name in (FROZEN, REFRESHED))
+        config = ServerConfig(host="127.0.0.1", port=free_port(), pki_dir=tmp / "pki",
+                              application_uri="urn:test:emu-opcua", security_policies=("None",), meters=meters)
+        async with GatewayServer(config) as gateway, Client(config.endpoint, timeout=10) as client:
+            yield Gateway(fleet, gateway, client)
+
+
+async def test_everything_a_meter_supplies_degrades_with_it(slow_gw: Gateway):
+    """status.json and the datalog are polled once a minute here: their values must
+    still turn Uncertain when the meter goes away, Bad after stale_after, and Good again
+    as soon as the meter is back."""
+    gw, model, meter = slow_gw, slow_gw.model, FROZEN
+    sim = gw.fleet.meters[0]
+    nodes = {
+        "SerialNumber": model.identification(meter, "SerialNumber"),
+        "ModbusPort": model.configuration(meter, "ModbusPort"),
+        "MeterTime": model.diagnostics(meter, "MeterTime"),
+        "CrossCheckOk": model.diagnostics(meter, "CrossCheckOk"),
+        "PowerFailCount": model.quantity(meter, "power_fail_count"),
+        "ReactiveEnergy (datalog)": model.quantity(meter, DATALOG_ONLY_CODES[0]),
+        "AcActivePowerTotal": model.quantity(meter, "active_power_total"),
+        "AcActiveEnergyT1 (meterdata)": model.quantity(meter, "active_energy_import_t1"),
+        "AcActivePowerTotalMax": model.extreme(meter, "active_power_total", "max"),
+    }
+    names = list(nodes)
+
+    async def statuses() -> dict[str, str]:
+        return {name: dv.StatusCode.name for name, dv in zip(names, await gw.read_many(list(nodes.values())))}
+
+    await wait_for(statuses, lambda s: all(v == "Good" for v in s.values()), "everything Good")
+    meter_time = (await gw.read(nodes["MeterTime"])).Value.Value
+    await sim.refuse_connections()
+    try:
+        seen: list[dict[str, str]] = []
+
+        async def probe():
+            seen.append(await statuses())
+            return seen[-1]
+
+        await wait_for(probe, lambda s: all(v == "BadNoCommunication" for v in s.values()),
+                       "everything BadNoCommunication", timeout=STALE_AFTER + 6.0, interval=0.1)
+        for name in names:  # the last values were kept as last usable first
+            assert "UncertainLastUsableValue" in {s[name] for s in seen}, (name, [s[name] for s in seen])
+    finally:
+        await sim.clear_faults()
+    await wait_for(statuses, lambda s: all(v == "Good" for v in s.values()), "everything Good again", timeout=8.0)
+    assert (await gw.read(nodes["MeterTime"])).Value.Value > meter_time
+
+
+async def test_refresh_timestamps_on_every_good_poll(slow_gw: Gateway):
+    """Written only on change, a value that stands still keeps its SourceTimestamp; with
+    refresh_timestamps every good poll gives it the poll's time."""
+    gw = slow_gw
+    for meter in (FROZEN, REFRESHED):
+        power = gw.model.quantity(meter, "active_power_total")
+        first = await wait_for(lambda p=power: gw.read(p), lambda dv: dv.StatusCode.is_good(),
+                               f"{meter} AcActivePowerTotal Good")
+        await asyncio.sleep(1.0)  # three fast polls
+        later = await gw.read(power)
+        assert later.StatusCode.is_good() and later.Value.Value == first.Value.Value
+        if meter == REFRESHED:
+            assert first.SourceTimestamp < later.SourceTimestamp
+            assert (later.SourceTimestamp - first.SourceTimestamp).total_seconds() < 2.0
+        else:
+            assert later.SourceTimestamp == first.SourceTimestamp

@@ -7,6 +7,8 @@ import asyncio
 import gc
 import socket
 
+import pytest
+
 from emu_opcua.opcua.config import MeterConfig, ServerConfig
 from emu_opcua.opcua.serve import GC_THRESHOLDS, GatewayServer
 
@@ -33,7 +35,8 @@ async def test_stop_unfreezes_and_restores_thresholds(tmp_path):
     assert gc.get_threshold() == before
 
 
-async def test_polling_creates_no_reference_cycles(tmp_path):
+@pytest.mark.parametrize("refresh_timestamps", [False, True], ids=["on-change", "refresh-timestamps"])
+async def test_polling_creates_no_reference_cycles(tmp_path, refresh_timestamps: bool):
     # The gateway relies on it: in steady state the garbage collector has nothing to
     # find, so it never pauses the event loop for long (bench_gateway: no collection in
     # 30 s at 1000 meters). A cycle per poll of any part (clients, parsers, poller,
@@ -44,7 +47,8 @@ async def test_polling_creates_no_reference_cycles(tmp_path):
         await fleet.wait_warm()
         meters = tuple(
             MeterConfig(name=f"m{i}", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
-                        fast_interval=0.05, extremes_interval=0.1, status_interval=0.2, datalog_interval=0.2)
+                        fast_interval=0.05, extremes_interval=0.1, status_interval=0.2, datalog_interval=0.2,
+                        refresh_timestamps=refresh_timestamps)
             for i, p in enumerate(fleet.ports()))
         config = ServerConfig(host="127.0.0.1", port=free_port(), pki_dir=tmp_path / "pki",
                               security_policies=("None",), meters=meters)
