@@ -105,6 +105,8 @@ class ServerConfig:
     max_browse_continuation_points: int = 10  # per session
     max_history_continuation_points: int = 10  # per session
     shutdown_grace: float = 5.0  # s ServerStatus announces the shutdown before connections close
+    #: the DI SoftwareUpdate AddIn on every meter (firmware update from OPC UA clients)
+    firmware_update: bool = True
     data_dir: Path = Path("data")  # the history store and other state (Docker: /data)
     #: built by hand (tests, embedding): no history unless given; configuration files
     #: get HistoryConfig() (on) unless [history] enabled = false
@@ -161,7 +163,7 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostnames", "pki_dir",
                 "security_policies", "allow_anonymous", "trust_all_clients", "max_sessions",
                 "max_subscriptions", "max_monitored_items", "max_browse_continuation_points",
-                "max_history_continuation_points", "shutdown_grace",
+                "max_history_continuation_points", "shutdown_grace", "firmware_update",
                 "data_dir"}
 # max_sessions: asyncua refuses more than 1000 activated sessions itself
 # (InternalSession.max_connections), so more cannot be promised
@@ -291,6 +293,7 @@ class _Reader:
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
             raise self.fail(where, "shutdown_grace", f"must be 0-3600 seconds, got {_show(grace)}")
         out["shutdown_grace"] = float(grace)
+        out["firmware_update"] = self.boolean(t, "firmware_update", where, True)
         if "data_dir" in t:
             out["data_dir"] = self.path(self.string(t, "data_dir", where))
         return out
