@@ -10,6 +10,10 @@ each against a simulated module (the simulator's SMP server, in this process, on
 - ``MeterSmpClient.upload`` (ours: drained queue, retransmits, resume);
 - both with 5 % of the datagrams lost each way (smpclient alone fails: the row says at
   which offset; ours completes: its throughput);
+- through OPC UA: an asyncua client (admin, Basic256Sha256 SignAndEncrypt) writes the
+  image into the meter's DI FileTransfer (GenerateFileForWrite, Write, CloseAndCommit)
+  of a GatewayServer in this process, timed until PendingVersion shows it (the
+  gateway's SMP upload into slot 1 included);
 - ``emu-opcua firmware update`` (the CLI, a subprocess) updating ``--meters`` simulated
   meters with ``--concurrency 10``: the total time, reboots of 2 s included.
 
@@ -90,6 +94,74 @@ async def uploads(args, key, running: bytes, image: bytes) -> list[tuple[str, li
     return [(name, values, note) for name, (values, note) in rows.items()]
 
 
+async def opcua_upload(key, image: bytes, folder: Path) -> float:
+    """KiB/s of an image loaded through OPC UA DI FileTransfer until PendingVersion shows it."""
+    import shutil
+    import socket
+
+    from asyncua import Client, ua
+    from asyncua.crypto import security_policies
+    from cryptography.hazmat.primitives import serialization
+
+    from emu_opcua.opcua.config import MeterConfig, ServerConfig, UserConfig
+    from emu_opcua.opcua.security import generate_certificate, hash_password
+    from emu_opcua.opcua.serve import GatewayServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cert, private = generate_certificate("urn:bench:client", ["localhost"], "bench client", client=True)
+    (folder / "client.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    (folder / "client.pem").write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    config = FleetConfig(meters=1, control_port=None, history_days=0.0, firmware_key_pem=key.pem.read_bytes())
+    async with Fleet(config) as fleet:
+        p = fleet.ports()[0]
+        server_config = ServerConfig(
+            host="127.0.0.1", port=port, pki_dir=folder / "pki", application_uri="urn:bench:emu-opcua",
+            hostnames=("localhost", "127.0.0.1"), security_policies=("Basic256Sha256_SignAndEncrypt",),
+            allow_anonymous=False, shutdown_grace=0,
+            users=(UserConfig(name="admin", password_hash=hash_password("admin-pw"), role="admin"),),
+            meters=(MeterConfig(name="m", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
+                                smp_port=p.smp_port),))
+        (folder / "pki" / "trusted").mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / "client.der", folder / "pki" / "trusted" / "client.der")
+        async with GatewayServer(server_config) as gateway:
+            client = Client(server_config.endpoint, timeout=30)
+            client.application_uri = "urn:bench:client"
+            await client.set_security(security_policies.SecurityPolicyBasic256Sha256,
+                                      certificate=str(folder / "client.der"), private_key=str(folder / "client.pem"),
+                                      server_certificate=str(folder / "pki" / "own" / "cert.der"),
+                                      mode=ua.MessageSecurityMode.SignAndEncrypt)
+            client.set_user("admin")
+            client.set_password("admin-pw")
+            async with client:
+                idx = gateway.model.namespace_index
+                transfer = ua.NodeId("m.SoftwareUpdate.Loading.FileTransfer", idx)
+                pending = client.get_node(ua.NodeId("m.SoftwareUpdate.Loading.PendingVersion.SoftwareRevision", idx))
+
+                async def call(obj, method, *args):
+                    result = (await client.uaclient.call([ua.CallMethodRequest(
+                        ObjectId=obj, MethodId=ua.NodeId(method), InputArguments=list(args))]))[0]
+                    assert result.StatusCode.is_good(), result.StatusCode
+                    return result.OutputArguments
+
+                t0 = time.perf_counter()
+                file_id, handle = (v.Value for v in await call(
+                    transfer, ua.ObjectIds.TemporaryFileTransferType_GenerateFileForWrite, ua.Variant(1, ua.VariantType.Int32)))
+                for offset in range(0, len(image), 65536):
+                    await call(file_id, ua.ObjectIds.FileType_Write, ua.Variant(handle, ua.VariantType.UInt32),
+                               ua.Variant(image[offset:offset + 65536], ua.VariantType.ByteString))
+                await call(transfer, ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit,
+                           ua.Variant(handle, ua.VariantType.UInt32))
+                t1 = time.perf_counter()
+                while await pending.read_value() != "1.1.0":
+                    await asyncio.sleep(0.02)
+                t2 = time.perf_counter()
+                print(f"  (through OPC UA: file transfer {t1 - t0:.2f} s, gateway's SMP upload {t2 - t1:.2f} s)")
+                return len(image) / (t2 - t0) / 1024
+
+
 async def fleet_update(args, key, image_path: Path) -> tuple[float, int, str]:
     config = FleetConfig(meters=args.meters, control_port=None, history_days=0.0, reboot_time=2.0,
                          firmware_key_pem=key.pem.read_bytes())
@@ -129,6 +201,8 @@ async def main() -> None:
         image_path = folder / "update.bin"
         image_path.write_bytes(image)
         rows = await uploads(args, key, running, image)
+        through_opcua = [await opcua_upload(key, image, Path(tempfile.mkdtemp(dir=folder))) for _ in range(args.rounds)]
+        rows.insert(2, ("through OPC UA (DI)", through_opcua, "ok, gateway's SMP upload included"))
         elapsed, updated, summary = await fleet_update(args, key, image_path)
     base = statistics.median(rows[0][1]) if rows[0][1] else 0.0
     print(f"\nFirmware upload, {len(image) / 1024:.0f} KiB image, 600-byte datagrams, "

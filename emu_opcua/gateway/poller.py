@@ -204,8 +204,12 @@ class MeterPoller:
     _serial: str | None = field(init=False, default=None)
     _datalog: SourceHealth = field(init=False)
     _datalog_index: int | None = field(init=False, default=None)
+    #: why polling is paused (a firmware update rebooting the module), None while polling
+    _pause_reason: str | None = field(init=False, default=None)
+    _resumed: asyncio.Event = field(init=False, factory=asyncio.Event)
 
     def __attrs_post_init__(self) -> None:
+        self._resumed.set()
         s = self.settings.stale_after
         self._fast = SourceHealth(stale_after=s)
         # The slow groups are woken when the meter goes away, and count from then.
@@ -275,6 +279,8 @@ class MeterPoller:
         """Run one poll; the error it failed with, or None. A bug (any other exception)
         is logged with its traceback and counted as a failure: it must never end the
         polling of this meter, let alone of the others."""
+        if not self._resumed.is_set():  # paused: no request until resumed, no failure counted
+            await self._resumed.wait()
         deadline = asyncio.timeout(self.settings.poll_deadline)
         try:
             async with deadline:
@@ -354,6 +360,24 @@ class MeterPoller:
             await self._publish_diagnostics()
             await asyncio.sleep(max(0.0, delay))
             _raise_if_cancelled()
+
+    def pause(self, reason: str) -> None:
+        """Stop polling this meter (its module is rebooting on purpose): no request is sent
+        and no failure counted until :meth:`resume`; Diagnostics/DataSource says why."""
+        if self._pause_reason is None:
+            log.info("meter %s: polling paused (%s)", self.name, reason)
+        self._pause_reason = reason
+        self._resumed.clear()
+        asyncio.get_running_loop().create_task(self._publish_diagnostics())
+
+    def resume(self) -> None:
+        """Poll again, every group at once."""
+        if self._pause_reason is None:
+            return
+        log.info("meter %s: polling resumed", self.name)
+        self._pause_reason = None
+        self._resumed.set()
+        self._wake(failing=True)
 
     def _wake(self, *, failing: bool) -> None:
         """Make groups poll now. ``failing``: those failing (the meter answers again:
@@ -628,7 +652,7 @@ class MeterPoller:
             poll_duration_ms=self._fast.last_duration * 1000.0,
             crosscheck=self._crosscheck_text,
             crosscheck_ok=check.ok if check is not None else None,
-            data_source=self._data_source,
+            data_source=self._data_source if self._pause_reason is None else f"paused: {self._pause_reason}",
             crosscheck_status=crosscheck_status,
         )
 

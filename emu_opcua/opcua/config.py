@@ -65,6 +65,7 @@ class MeterConfig:
     firmware_mtu: int = 628  # link MTU the SMP datagrams are sized for (600-byte datagrams)
     firmware_reboot_timeout: float = 120.0  # s the meter may take to answer again after a reset
     firmware_key_hash: bytes | None = field(default=None, repr=False)  # pinned signing key (KEYHASH TLV)
+    firmware_confirmation_timeout: float = 300.0  # s to Confirm a new image before it is reverted
 
     #: every good poll gives its values a new SourceTimestamp, changed or not (default:
     #: only changes are written, an unchanged value keeps the time it last changed)
@@ -107,6 +108,8 @@ class ServerConfig:
     max_browse_continuation_points: int = 10  # per session
     max_history_continuation_points: int = 10  # per session
     shutdown_grace: float = 5.0  # s ServerStatus announces the shutdown before connections close
+    #: the DI SoftwareUpdate AddIn on every meter (firmware update from OPC UA clients)
+    firmware_update: bool = True
     data_dir: Path = Path("data")  # the history store and other state (Docker: /data)
     #: built by hand (tests, embedding): no history unless given; configuration files
     #: get HistoryConfig() (on) unless [history] enabled = false
@@ -163,7 +166,7 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 _SERVER_KEYS = {"host", "port", "endpoint", "application_uri", "name", "hostnames", "pki_dir",
                 "security_policies", "allow_anonymous", "trust_all_clients", "max_sessions",
                 "max_subscriptions", "max_monitored_items", "max_browse_continuation_points",
-                "max_history_continuation_points", "shutdown_grace",
+                "max_history_continuation_points", "shutdown_grace", "firmware_update",
                 "data_dir"}
 # max_sessions: asyncua refuses more than 1000 activated sessions itself
 # (InternalSession.max_connections), so more cannot be promised
@@ -175,7 +178,7 @@ _METER_KEYS = {"name", "host", "http_port", "modbus_port", "unit_id", "password"
                "register_map", "fast_interval", "extremes_interval", "status_interval",
                "datalog_interval", "http_timeout", "modbus_timeout", "stale_after",
                "smp_port", "firmware_mtu", "firmware_reboot_timeout", "firmware_key_hash",
-               "refresh_timestamps"}
+               "firmware_confirmation_timeout", "refresh_timestamps"}
 _DEFAULT_KEYS = _METER_KEYS - {"name", "host"}
 _USER_KEYS = {"name", "password_hash", "role"}
 _INTERVALS = ("fast_interval", "extremes_interval", "status_interval", "datalog_interval",
@@ -293,6 +296,7 @@ class _Reader:
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
             raise self.fail(where, "shutdown_grace", f"must be 0-3600 seconds, got {_show(grace)}")
         out["shutdown_grace"] = float(grace)
+        out["firmware_update"] = self.boolean(t, "firmware_update", where, True)
         if "data_dir" in t:
             out["data_dir"] = self.path(self.string(t, "data_dir", where))
         return out
@@ -422,6 +426,7 @@ class _Reader:
             smp_port=self.integer(t, "smp_port", where, 1337, 1, 65535),
             firmware_mtu=self.integer(t, "firmware_mtu", where, 628, 128, 65535),
             firmware_reboot_timeout=self.seconds(t, "firmware_reboot_timeout", where, 120.0),
+            firmware_confirmation_timeout=self.seconds(t, "firmware_confirmation_timeout", where, 300.0),
             firmware_key_hash=key_hash,
             http_port=self.integer(t, "http_port", where, 80, 1, 65535),
             modbus_port=modbus_port,

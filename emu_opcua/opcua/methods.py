@@ -224,8 +224,10 @@ def _check_arguments(aspace: AddressSpace, method_id: ua.NodeId,
     results = [_code(ua.StatusCodes.Good)] * len(arguments)
     for i, (argument, declaration) in enumerate(zip(arguments, declared)):
         expected = declaration.DataType
+        # built-in types only; BaseDataType (24) takes any value (e.g. GenerateFileForWrite's options)
         if (expected.NamespaceIndex == 0 and isinstance(expected.Identifier, int)
-                and 1 <= expected.Identifier <= 25 and argument.VariantType.value != expected.Identifier):
+                and 1 <= expected.Identifier <= 25 and expected.Identifier != ua.ObjectIds.BaseDataType
+                and argument.VariantType.value != expected.Identifier):
             results[i] = _code(ua.StatusCodes.BadTypeMismatch)
     if any(not r.is_good() for r in results):
         return ua.CallMethodResult(StatusCode=_code(ua.StatusCodes.BadInvalidArgument), InputArgumentResults=results)

@@ -32,7 +32,8 @@ from emu_opcua.history.store import HistoryStore
 from emu_opcua.history.sync import SyncPolicy
 from emu_opcua.history.syncer import MeterSyncer, StoreWriter, SyncSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import history, localization, server_info, services
+from emu_opcua.firmware.updater import FirmwareUpdater, UpdateSettings
+from emu_opcua.opcua import history, localization, server_info, services, software_update
 from emu_opcua.opcua.config import HistoryConfig, MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
@@ -69,6 +70,12 @@ def poll_settings(meter: MeterConfig) -> PollSettings:
         datalog_interval=meter.datalog_interval,
         stale_after=meter.stale_after,
     )
+
+
+def firmware_settings(meter: MeterConfig) -> UpdateSettings:
+    return UpdateSettings(smp_port=meter.smp_port, mtu=meter.firmware_mtu,
+                          reboot_timeout=meter.firmware_reboot_timeout, key_hash=meter.firmware_key_hash,
+                          slot_size=software_update.MAX_IMAGE_SIZE)
 
 
 def load_register_map(meter: MeterConfig) -> RegisterMap:
@@ -109,6 +116,8 @@ class GatewayServer:
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
         self.syncers: dict[str, MeterSyncer] = {}
+        #: the DI SoftwareUpdate AddIns (None when firmware_update is off)
+        self.software_update: software_update.SoftwareUpdateService | None = None
         #: the history store and its writer thread (None when history is off)
         self.history: StoreWriter | None = None
         self._http_clients: list[MeterHttpClient] = []
@@ -146,6 +155,15 @@ class GatewayServer:
         # Bad_HistoryOperationUnsupported (asyncua's own manager answers Good, no data)
         self.history_service = await history.install(
             self.server, self.model, store, max_continuation_points=config.max_history_continuation_points)
+        update_nodes: dict = {}
+        if config.firmware_update and config.meters:
+            # DI SoftwareUpdate AddIn on every meter; its methods through the method seam
+            update_nodes, shared = await software_update.build(
+                self.server, {m.name: self.model.meters[m.name].object for m in config.meters},
+                self.model.namespace_index)
+            self.software_update = software_update.SoftwareUpdateService(shared)
+            self.software_update.register(self.methods)
+            di_idx = await self.server.get_namespace_index(software_update.di.DI_NAMESPACE_URI)
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()
@@ -178,6 +196,12 @@ class GatewayServer:
             self.pollers[meter.name] = poller
             self.publishers[meter.name] = publisher
             self._tasks.append(asyncio.create_task(poller.run(), name=f"poll {meter.name}"))
+            if meter.name in update_nodes:
+                updater = FirmwareUpdater(meter.name, http, meter.host, firmware_settings(meter))
+                self.software_update.add(software_update.MeterSoftwareUpdate(
+                    self.server, meter.name, update_nodes[meter.name], updater, di_idx=di_idx,
+                    confirmation_timeout=meter.firmware_confirmation_timeout,
+                    pause_polling=poller.pause, resume_polling=poller.resume))
             if self.history is not None:
                 syncer = MeterSyncer(meter.name, http, self.history, pages, settings, report=publisher.history)
                 self.syncers[meter.name] = syncer
@@ -217,6 +241,8 @@ class GatewayServer:
             await asyncio.sleep(PRUNE_INTERVAL)
 
     async def stop(self) -> None:
+        if self.software_update is not None:
+            await self.software_update.close()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -295,7 +321,8 @@ async def serve(args: argparse.Namespace) -> int:
 
             fleet = await stack.enter_async_context(Fleet(FleetConfig(meters=args.demo_meters, control_port=None)))
             meters = tuple(
-                MeterConfig(name=f"demo-{i + 1}", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port)
+                MeterConfig(name=f"demo-{i + 1}", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
+                            smp_port=p.smp_port)
                 for i, p in enumerate(fleet.ports())
             )
             # the demo's meters are new on every start: their history goes with them

@@ -249,6 +249,43 @@ class SimulatedMeter:
     async def disable_modbus(self, on: bool = True) -> None:
         await self.apply_faults(modbus_disabled=on)
 
+    # --- the TCP module ----------------------------------------------------------------------
+    _MODULE_SWITCHES = {"drop_requests": float, "drop_replies": float, "reply_delay": float,
+                        "reboot_after_upload_bytes": int}
+
+    def set_module(self, **changes: Any) -> None:
+        """Switch the module's SMP link faults, whether online update is allowed, its
+        reboot time; ValueError on an unknown name or a bad value."""
+        for name, value in changes.items():
+            if name in self._MODULE_SWITCHES:
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ValueError(f"{name} must be a number, got {value!r}")
+                if name.startswith("drop_") and not 0 <= value <= 1:
+                    raise ValueError(f"{name} must be a probability 0..1, got {value!r}")
+                setattr(self.smp.faults, name, None if value is None else self._MODULE_SWITCHES[name](value))
+            elif name == "online_update_allowed":
+                if not isinstance(value, bool):
+                    raise ValueError(f"online_update_allowed must be true or false, got {value!r}")
+                self.online_update_allowed = value
+            elif name == "reboot_time":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"reboot_time must be seconds >= 0, got {value!r}")
+                self.reboot_time = float(value)
+            else:
+                raise ValueError(f"unknown module switch {name!r}")
+
+    def module_info(self) -> dict[str, Any]:
+        f = self.smp.faults
+        return {
+            "smp_port": self.smp_port, "reply_style": self.smp.style.value, "rebooting": self.rebooting,
+            "online_update_allowed": self.online_update_allowed, "reboot_time": self.reboot_time,
+            "slots": [{k: (v.hex() if isinstance(v, bytes) else v) for k, v in state.items()}
+                      for state in self.module.image_states()],
+            "boot_log": list(self.module.boot_log),
+            "faults": {"drop_requests": f.drop_requests, "drop_replies": f.drop_replies,
+                       "reply_delay": f.reply_delay, "reboot_after_upload_bytes": f.reboot_after_upload_bytes},
+        }
+
     # --- the TCP module's reboot ------------------------------------------------------------
     def _module_reset(self, outcome: str) -> None:
         log.info("meter %s: module reset (%s), off the network for %g s", self.serial, outcome, self.reboot_time)

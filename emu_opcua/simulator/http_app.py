@@ -319,12 +319,33 @@ def add_control_routes(app: web.Application, prefix: str, lookup: MeterLookup) -
     async def info(request: web.Request) -> web.Response:
         return _json_response(lookup(request).info())
 
+    async def get_module(request: web.Request) -> web.Response:
+        return _json_response(lookup(request).module_info())
+
+    async def set_module(request: web.Request) -> web.Response:
+        """The TCP module's switches: SMP link faults (drop_requests, drop_replies,
+        reply_delay, reboot_after_upload_bytes), online_update_allowed, reboot_time."""
+        meter = lookup(request)
+        try:
+            changes = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="400 Bad Request: body must be a JSON object\n") from None
+        if not isinstance(changes, dict):
+            raise web.HTTPBadRequest(text="400 Bad Request: body must be a JSON object\n")
+        try:
+            meter.set_module(**changes)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=f"400 Bad Request: {exc}\n") from None
+        return _json_response(meter.module_info())
+
     app.router.add_get(f"{prefix}/faults", get_faults)
     app.router.add_put(f"{prefix}/faults", set_faults)
     app.router.add_post(f"{prefix}/faults", set_faults)
     app.router.add_delete(f"{prefix}/faults", clear_faults)
     app.router.add_post(prefix + "/events/{event}", event)
     app.router.add_get(f"{prefix}/info", info)
+    app.router.add_get(f"{prefix}/module", get_module)
+    app.router.add_post(f"{prefix}/module", set_module)
 
 
 def make_app(meter: SimulatedMeter) -> web.Application:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from asyncua import Client
 
+from emu_opcua.firmware.image import inspect_image
 from emu_opcua.meter.units import UNECE_NAMESPACE_URI
 from emu_opcua.opcua.config import MeterConfig, ServerConfig, UserConfig
 from emu_opcua.opcua.security import hash_password
@@ -141,3 +142,36 @@ async def test_node_opcua_admin_cannot_overwrite_read_only_values_and_gets_monit
     assert result["serverHandles"] == [result["monitoredItemId"]], result
     assert result["clientHandles"] == [result["clientHandle"]], result
     assert result["unknownSubscription"] == "BadSubscriptionIdInvalid", result
+
+
+async def test_node_opcua_loads_firmware_through_di_file_transfer(tmp_path: Path):
+    """A generic DI update client (node-opcua) over SignAndEncrypt as an admin: the
+    image written to the temporary file becomes the meter's PendingVersion."""
+    from images import make_image, make_key
+
+    node = node_or_fail()
+    key = make_key(tmp_path)
+    image = make_image(tmp_path, key, version="1.1.0", size=40_000, seed=9)
+    (tmp_path / "update.bin").write_bytes(image)
+    fleet_config = FleetConfig(meters=1, host="127.0.0.1", control_port=None, history_days=0.05,
+                               firmware_key_pem=key.pem.read_bytes())
+    async with Fleet(fleet_config) as fleet:
+        p = fleet.ports()[0]
+        config = ServerConfig(
+            host="127.0.0.1", port=free_port(), pki_dir=tmp_path / "pki", application_uri="urn:test:emu-opcua",
+            hostnames=("localhost", "127.0.0.1"), security_policies=("Basic256Sha256_SignAndEncrypt",),
+            allow_anonymous=False, trust_all_clients=True, shutdown_grace=0,
+            users=(UserConfig(name="alice", password_hash=hash_password("alice-pw"), role="admin"),),
+            meters=(MeterConfig(name="boiler", host=p.host, http_port=p.http_port, modbus_port=p.modbus_port,
+                                smp_port=p.smp_port),),
+        )
+        async with GatewayServer(config) as gateway:
+            idx = gateway.model.namespace_index
+            transfer = f"ns={idx};s=boiler.SoftwareUpdate.Loading.FileTransfer"
+            pending = f"ns={idx};s=boiler.SoftwareUpdate.Loading.PendingVersion.SoftwareRevision"
+            result = await run_node(node, INTEROP / "software_update.mjs", config.endpoint, "alice", "alice-pw",
+                                    transfer, pending, str(tmp_path / "update.bin"))
+    assert result["generate"] == "Good" and result["writes"] == ["Good"] and result["commit"] == "Good"
+    assert result["fileId"].endswith("boiler.SoftwareUpdate.Loading.FileTransfer.File")
+    assert result["pending"] == "1.1.0"
+    assert fleet.meters[0].module.slots[1].info.hash == inspect_image(image).hash
