@@ -24,10 +24,11 @@ from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
 from emu_opcua.meter.registers import RegisterMap
-from emu_opcua.opcua import localization
+from emu_opcua.opcua import localization, subscriptions
 from emu_opcua.opcua.config import MeterConfig, ServerConfig, load_config
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
+from emu_opcua.opcua.sampling import UpdateRates
 from emu_opcua.opcua.security import configure_security
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,10 @@ class GatewayServer:
         await self.server.init()
         self.server.set_endpoint(config.endpoint)
         await configure_security(self.server, config)
-        self.model = await MeterModel.build(self.server, [m.name for m in config.meters])
+        subscriptions.install(self.server)  # deadbands, honest sampling intervals
+        self.model = await MeterModel.build(
+            self.server, [m.name for m in config.meters],
+            update_rates={m.name: UpdateRates.from_settings(poll_settings(m)) for m in config.meters})
         localization.install(self.server, self.model)  # DisplayName/Description in each session's locale
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
