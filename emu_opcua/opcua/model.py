@@ -132,7 +132,8 @@ class MeterModel:
         waiting: list[ua.NodeId] = []
         groups: dict[ua.NodeId, UpdateGroup] = {}
         start = len(items)
-        first = _meter_items(names[0], idx, folder, items, waiting, groups, extremes)
+        first = _meter_items(names[0], idx, folder, items, waiting, extremes,
+                             rates.get(names[0], default_rates), groups)
         await _add_nodes(server, items)
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
@@ -204,11 +205,12 @@ _VARIABLE_MASK = (ua.NodeAttributesMask.DisplayName | ua.NodeAttributesMask.Desc
 
 def _variable(node_id: ua.NodeId, parent: ua.NodeId, ref: int, browse: ua.QualifiedName,
               display: ua.LocalizedText, description: ua.LocalizedText, datatype: ua.NodeId,
-              value: ua.Variant, type_definition: int, value_rank: int = -1) -> ua.AddNodesItem:
+              value: ua.Variant, type_definition: int, value_rank: int = -1,
+              minimum_sampling: float = CONSTANT_MS) -> ua.AddNodesItem:
     attrs = ua.VariableAttributes(DisplayName=display, Description=description, Value=value,
                                   DataType=datatype, ValueRank=value_rank, AccessLevel=_READ,
                                   UserAccessLevel=_READ, Historizing=False,
-                                  MinimumSamplingInterval=CONSTANT_MS)  # live ones: see _Template.install
+                                  MinimumSamplingInterval=minimum_sampling)
     attrs.SpecifiedAttributes = _VARIABLE_MASK
     return ua.AddNodesItem(ParentNodeId=parent, ReferenceTypeId=ua.NodeId(ref), RequestedNewNodeId=node_id,
                            BrowseName=browse, NodeClass=ua.NodeClass.Variable, NodeAttributes=attrs,
@@ -235,7 +237,9 @@ def _meter_texts(name: str, idx: int) -> tuple[ua.QualifiedName, ua.LocalizedTex
 
 
 def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodesItem],
-                 waiting: list[ua.NodeId], groups: dict[ua.NodeId, UpdateGroup], extremes: bool) -> MeterNodes:
+                 waiting: list[ua.NodeId], extremes: bool, rates: UpdateRates = UpdateRates(),
+                 groups: dict[ua.NodeId, UpdateGroup] | None = None) -> MeterNodes:
+    """AddNodes items of one meter; ``groups`` (if given) gets each member's update group."""
     meter_id = ua.NodeId(name, idx)
     browse, display, description = _meter_texts(name, idx)
     items.append(_object(meter_id, folder, ua.ObjectIds.Organizes, browse, display, description.Text,
@@ -252,7 +256,9 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
         for member in _instantiated(group, extremes):
             member_id = ua.NodeId(node_id_string(name, group.browse_name, member.browse_name), idx)
             initial = _initial_value(member)
-            groups[member_id] = update_group(group, member)
+            update = update_group(group, member)
+            if groups is not None:
+                groups[member_id] = update
             if initial is None:
                 waiting.append(member_id)
             items.append(_variable(
@@ -261,7 +267,7 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
                 ua.QualifiedName(member.browse_name, idx),
                 ua.LocalizedText(member.display_en, "en"), ua.LocalizedText(member.description_en, "en"),
                 _datatype(member, idx), initial if initial is not None else ua.Variant(),
-                ns.member_type_definition(member)))
+                ns.member_type_definition(member), minimum_sampling=rates.interval(update)))
             if member.kind == "analog":
                 _analog_properties(member, member_id, items)
             if member.extreme is not None and member.quantity is not None:

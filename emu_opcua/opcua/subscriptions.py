@@ -130,6 +130,7 @@ class DataChangeMonitor(MonitoredItemService):
         super().__init__(isub, aspace)
         #: data-change monitored item id -> its sampling state and Watch
         self._sampling: dict[int, _Sampler] = {}
+        self._enqueuing: set[asyncio.Future] = set()
 
     # --- create / modify ------------------------------------------------------------
     async def _create_data_change_monitored_item(
@@ -291,8 +292,10 @@ class DataChangeMonitor(MonitoredItemService):
         value, sampler.pending, sampler.timer = sampler.pending, None, None
         sampler.sampled_at = asyncio.get_running_loop().time()
         if value is not None and mdata.mode != _DISABLED and sampler.watch.passes(value):
-            asyncio.ensure_future(self.isub.enqueue_datachange_event(
+            task = asyncio.ensure_future(self.isub.enqueue_datachange_event(
                 mid, ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value), mdata.queue_size))
+            self._enqueuing.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._enqueuing.discard)
 
 
 class _Sampler:

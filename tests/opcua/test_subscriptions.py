@@ -333,3 +333,30 @@ async def test_asyncua_internals_we_rely_on():
         assert received == [1.0, 3.5]  # 2.5 is 1.5 from 1.0; 4.5 is 1.0 from 3.5
     finally:
         await sub.delete()
+
+
+async def test_minimum_sampling_interval_is_shared_per_distinct_interval():
+    """The memory design of model.py: meters polled alike share one AttributeValue."""
+    from emu_opcua.opcua.model import MeterModel
+    from emu_opcua.opcua.sampling import UpdateRates
+
+    server = Server()
+    await server.init()
+    rates = {"a": UpdateRates(), "b": UpdateRates(fast=2000.0), "c": UpdateRates()}
+    model = await MeterModel.build(server, list(rates), update_rates=rates)
+    aspace = server.iserver.aspace
+
+    def attribute(meter: str, code: str):
+        return aspace[model.quantity(meter, code)].attributes[ua.AttributeIds.MinimumSamplingInterval]
+
+    assert attribute("a", "active_power_total") is attribute("c", "active_power_total")
+    assert attribute("a", "active_power_total") is attribute("a", "frequency")
+    assert attribute("b", "active_power_total") is not attribute("a", "active_power_total")
+    assert attribute("b", "active_power_total").value.Value.Value == 2000.0
+    assert attribute("b", "active_energy_import_t1") is attribute("a", "active_energy_import_t1")  # 5 s both
+    # shared: a write to one meter's attribute must not change the others'
+    node = server.get_node(model.quantity("a", "active_power_total"))
+    with pytest.raises(ua.uaerrors.BadNotWritable):
+        await node.write_attribute(ua.AttributeIds.MinimumSamplingInterval,
+                                   ua.DataValue(ua.Variant(5.0, ua.VariantType.Double)))
+    assert attribute("c", "active_power_total").value.Value.Value == 1000.0
