@@ -35,6 +35,7 @@ from emu_opcua.history import raw
 from emu_opcua.opcua import history as hist
 from emu_opcua.opcua import nodeset as ns
 from emu_opcua.opcua.nodeset import Group, Member
+from emu_opcua.opcua.sampling import CONSTANT_MS, UpdateGroup, UpdateRates, update_group
 
 FOLDER_NAME = "Meters"
 #: Names a meter may carry: usable in a string node id with "." as separator.
@@ -103,14 +104,19 @@ class MeterModel:
 
     @classmethod
     async def build(cls, server: Server, meters: Sequence[str], *, extremes: bool = True,
-                    history: bool = False) -> MeterModel:
+                    history: bool = False,
+                    update_rates: Mapping[str, UpdateRates] | None = None) -> MeterModel:
         """Create ``Objects/Meters/<meter>`` for every name (importing the nodeset if needed).
 
         ``server`` must be initialised (``await server.init()``); it need not be started.
         ``extremes=False`` leaves out the optional Extremes members. ``history=True`` makes
         every quantity the datalog carries a historized variable with its HA Configuration
         (``emu_opcua.opcua.history``; the history service answers for them).
+        ``update_rates``: each meter's poll intervals, for its variables'
+        MinimumSamplingInterval (default: the default poll settings).
         """
+        rates = update_rates or {}
+        default_rates = UpdateRates()
         names = list(meters)
         for name in names:
             if (why := check_meter_name(name)) is not None:
@@ -131,23 +137,25 @@ class MeterModel:
             return cls(server, idx, folder, built)
         # The first meter through asyncua's AddNodes (with the folder, if new): the template.
         waiting: list[ua.NodeId] = []
+        groups: dict[ua.NodeId, UpdateGroup] = {}
         start = len(items)
         references: list[ua.AddReferencesItem] = []
-        first = _meter_items(names[0], idx, folder, items, waiting, extremes, history, references)
+        first = _meter_items(names[0], idx, folder, items, waiting, extremes, history, references,
+                             rates.get(names[0], default_rates), groups)
         await _add_nodes(server, items)
         await _add_references(server, references)
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
             await server.write_attribute_value(node_id, dv)
         template = _Template(server.iserver.aspace, idx, folder, first,
-                             [item.RequestedNewNodeId for item in items[start:]])
+                             [item.RequestedNewNodeId for item in items[start:]], groups)
         del items
-        built[names[0]] = template.install(names[0])
+        built[names[0]] = template.install(names[0], rates.get(names[0], default_rates))
         for name in names[1:]:
             # one meter at a time, yielding in between: a server already running keeps
             # answering while a large fleet is added
             await asyncio.sleep(0)
-            built[name] = template.install(name)
+            built[name] = template.install(name, rates.get(name, default_rates))
         return cls(server, idx, folder, built)
 
     # --- look-ups for the publisher ------------------------------------------------------
@@ -200,17 +208,19 @@ def _object(node_id: ua.NodeId, parent: ua.NodeId, ref: int, browse: ua.Qualifie
 _VARIABLE_MASK = (ua.NodeAttributesMask.DisplayName | ua.NodeAttributesMask.Description
                   | ua.NodeAttributesMask.Value | ua.NodeAttributesMask.DataType
                   | ua.NodeAttributesMask.ValueRank | ua.NodeAttributesMask.AccessLevel
-                  | ua.NodeAttributesMask.UserAccessLevel | ua.NodeAttributesMask.Historizing)
+                  | ua.NodeAttributesMask.UserAccessLevel | ua.NodeAttributesMask.Historizing
+                  | ua.NodeAttributesMask.MinimumSamplingInterval)
 
 
 def _variable(node_id: ua.NodeId, parent: ua.NodeId, ref: int, browse: ua.QualifiedName,
               display: ua.LocalizedText, description: ua.LocalizedText, datatype: ua.NodeId,
               value: ua.Variant, type_definition: int, value_rank: int = -1,
-              historized: bool = False) -> ua.AddNodesItem:
+              historized: bool = False, minimum_sampling: float = CONSTANT_MS) -> ua.AddNodesItem:
     access, user_access, historizing = hist.historized_access() if historized else (_READ, _READ, False)
     attrs = ua.VariableAttributes(DisplayName=display, Description=description, Value=value,
                                   DataType=datatype, ValueRank=value_rank, AccessLevel=access,
-                                  UserAccessLevel=user_access, Historizing=historizing)
+                                  UserAccessLevel=user_access, Historizing=historizing,
+                                  MinimumSamplingInterval=minimum_sampling)
     attrs.SpecifiedAttributes = _VARIABLE_MASK
     return ua.AddNodesItem(ParentNodeId=parent, ReferenceTypeId=ua.NodeId(ref), RequestedNewNodeId=node_id,
                            BrowseName=browse, NodeClass=ua.NodeClass.Variable, NodeAttributes=attrs,
@@ -238,10 +248,12 @@ def _meter_texts(name: str, idx: int) -> tuple[ua.QualifiedName, ua.LocalizedTex
 
 def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodesItem],
                  waiting: list[ua.NodeId], extremes: bool, history: bool = False,
-                 references: list[ua.AddReferencesItem] | None = None) -> MeterNodes:
+                 references: list[ua.AddReferencesItem] | None = None, rates: UpdateRates = UpdateRates(),
+                 groups: dict[ua.NodeId, UpdateGroup] | None = None) -> MeterNodes:
     """The AddNodes items of one meter (into ``items``; with ``history`` the references
     of its historized variables to the HA Configurations shared among them, into
-    ``references``, to add after the nodes)."""
+    ``references``, to add after the nodes; ``groups`` (if given) gets each member's
+    update group)."""
     meter_id = ua.NodeId(name, idx)
     browse, display, description = _meter_texts(name, idx)
     items.append(_object(meter_id, folder, ua.ObjectIds.Organizes, browse, display, description.Text,
@@ -260,6 +272,9 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
         for member in _instantiated(group, extremes):
             member_id = ua.NodeId(node_id_string(name, group.browse_name, member.browse_name), idx)
             initial = _initial_value(member)
+            update = update_group(group, member)
+            if groups is not None:
+                groups[member_id] = update
             if initial is None:
                 waiting.append(member_id)
             historized = (history and member.extreme is None and member.quantity is not None
@@ -270,7 +285,8 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
                 ua.QualifiedName(member.browse_name, idx),
                 ua.LocalizedText(member.display_en, "en"), ua.LocalizedText(member.description_en, "en"),
                 _datatype(member, idx), initial if initial is not None else ua.Variant(),
-                ns.member_type_definition(member), historized=historized))
+                ns.member_type_definition(member), historized=historized,
+                minimum_sampling=rates.interval(update)))
             if member.kind == "analog":
                 _analog_properties(member, member_id, items)
             if historized:
@@ -302,6 +318,7 @@ _VALUE = ua.AttributeIds.Value
 _BROWSE_NAME = ua.AttributeIds.BrowseName
 _DISPLAY_NAME = ua.AttributeIds.DisplayName
 _DESCRIPTION = ua.AttributeIds.Description
+_MINIMUM_SAMPLING_INTERVAL = ua.AttributeIds.MinimumSamplingInterval
 
 
 async def _add_nodes(server: Server, items: list[ua.AddNodesItem]) -> None:
@@ -347,7 +364,9 @@ class _Template:
 
     - one AttributeValue per member and attribute for all meters, and for the NodeId
       attribute one AttributeValue for every node (its ``value_callback`` answers the
-      node id asked for); only the Value of a live variable is each node's own;
+      node id asked for); only the Value of a live variable is each node's own, and its
+      MinimumSamplingInterval is one AttributeValue per distinct interval (meters may
+      poll at different rates, see ``sampling.py``);
     - nodes whose every attribute is static (the groups, EngineeringUnits, EURange) share
       the whole attribute dict across meters;
     - one ReferenceDescription for every reference to a node outside the meter
@@ -368,7 +387,7 @@ class _Template:
     """
 
     def __init__(self, aspace: AddressSpace, idx: int, folder: ua.NodeId, nodes: MeterNodes,
-                 node_ids: Sequence[ua.NodeId]) -> None:
+                 node_ids: Sequence[ua.NodeId], groups: Mapping[ua.NodeId, UpdateGroup]) -> None:
         self.aspace = aspace
         self.idx = idx
         self.name = nodes.name
@@ -388,8 +407,12 @@ class _Template:
             key = f"{ref!r}{type(ref.NodeId).__name__}{type(ref.TypeDefinition).__name__}"
             return canonical.setdefault(key, ref)
 
-        # per node: (attributes, kind, per-node Value or None, [(reference, target index or -1)])
-        self.recipes: list[tuple[dict, str, ua.DataValue | None, list[tuple[ua.ReferenceDescription, int]]]] = []
+        #: MinimumSamplingInterval attributes, one per distinct interval (ms) for all meters
+        self.sampling: dict[float, AttributeValue] = {}
+        # per node: (attributes, kind, per-node Value or None, update group of a live
+        # variable or None, [(reference, target index or -1)])
+        self.recipes: list[tuple[dict, str, ua.DataValue | None, UpdateGroup | None,
+                                 list[tuple[ua.ReferenceDescription, int]]]] = []
         for node_id, suffix in zip(self.node_ids, self.suffixes):
             data = aspace[node_id]
             attributes = dict(data.attributes)
@@ -408,12 +431,23 @@ class _Template:
                     attval.value_setter = _refuse_write
             value = attributes[_VALUE].value if kind == "live" else None
             refs = [(shared(ref), index.get(ref.NodeId, -1)) for ref in data.references]
-            self.recipes.append((attributes, kind, value, refs))
+            self.recipes.append((attributes, kind, value, groups.get(node_id) if kind == "live" else None, refs))
         meter_id = self.node_ids[0]
         self.folder_ref = shared(next(ref for ref in self.folder.references if ref.NodeId == meter_id))
 
-    def install(self, name: str) -> MeterNodes:
-        """Put meter ``name``'s nodes into the address space (the template's own: replace them)."""
+    def _sampling(self, interval_ms: float) -> AttributeValue:
+        attval = self.sampling.get(interval_ms)
+        if attval is None:
+            attval = self.sampling[interval_ms] = AttributeValue(
+                ua.DataValue(ua.Variant(interval_ms, ua.VariantType.Double)))
+            attval.value_setter = _refuse_write
+        return attval
+
+    def install(self, name: str, rates: UpdateRates) -> MeterNodes:
+        """Put meter ``name``'s nodes into the address space (the template's own: replace them).
+
+        ``rates``: the meter's poll intervals; each live variable's MinimumSamplingInterval
+        is one shared per distinct interval (meters polled alike share it)."""
         idx, aspace = self.idx, self.aspace
         if name == self.name:
             node_ids = self.node_ids
@@ -436,7 +470,7 @@ class _Template:
                     NodeClass=ref.NodeClass, TypeDefinition=ref.TypeDefinition)
             return new
 
-        for node_id, (attributes, kind, value, refs) in zip(node_ids, self.recipes):
+        for node_id, (attributes, kind, value, group, refs) in zip(node_ids, self.recipes):
             data = NodeData(node_id)
             if kind == "static":
                 data.attributes = attributes
@@ -444,6 +478,8 @@ class _Template:
                 data.attributes = attributes = attributes.copy()
                 if kind == "live":
                     attributes[_VALUE] = AttributeValue(value)
+                    if group is not None:
+                        attributes[_MINIMUM_SAMPLING_INTERVAL] = self._sampling(rates.interval(group))
                 else:
                     attributes[_BROWSE_NAME] = AttributeValue(
                         ua.DataValue(ua.Variant(browse, ua.VariantType.QualifiedName)))

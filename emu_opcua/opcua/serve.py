@@ -33,11 +33,12 @@ from emu_opcua.history.sync import SyncPolicy
 from emu_opcua.history.syncer import MeterSyncer, StoreWriter, SyncSettings
 from emu_opcua.meter.registers import RegisterMap
 from emu_opcua.firmware.updater import FirmwareUpdater, UpdateSettings
-from emu_opcua.opcua import history, localization, server_info, services, software_update
+from emu_opcua.opcua import history, localization, server_info, services, software_update, subscriptions
 from emu_opcua.opcua.config import HistoryConfig, MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
 from emu_opcua.opcua.publisher import MeterPublisher
+from emu_opcua.opcua.sampling import UpdateRates
 from emu_opcua.opcua.security import configure_security
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,10 @@ class GatewayServer:
         store = self.history_store
         if store is None and self.history is not None:
             store = self.history.store
-        self.model = await MeterModel.build(self.server, [m.name for m in config.meters],
-                                            history=store is not None)
+        subscriptions.install(self.server)  # deadbands, honest sampling intervals
+        self.model = await MeterModel.build(
+            self.server, [m.name for m in config.meters], history=store is not None,
+            update_rates={m.name: UpdateRates.from_settings(poll_settings(m)) for m in config.meters})
         # DisplayName/Description in each session's locale; history per session
         localizer = localization.install(self.server, self.model, self.services, session_class=GatewaySession)
         await server_info.publish_identity(self.server, config, localizer.locales)
