@@ -8,11 +8,12 @@ import logging
 import shutil
 import socket
 
+import attrs
 import pytest
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
 
-from emu_opcua.firmware.image import inspect_image
+from emu_opcua.firmware.image import ImageVersion, inspect_image
 from emu_opcua.opcua import di_nodeset as di
 from emu_opcua.opcua.config import parse_config
 from emu_opcua.opcua.serve import GatewayServer
@@ -313,5 +314,95 @@ async def test_a_second_update_of_the_same_meter_is_refused(gateway, client_cert
         assert first.is_good() and second.value == ua.StatusCodes.BadInvalidState
         assert await until(client, a.revision("CurrentVersion"), lambda v: v == "1.1.0")
         await until(client, a.n("Installation", "CurrentState"), lambda v: state(v) == "Idle")
+    finally:
+        await client.disconnect()
+
+
+# --- the rest of the issue's cases, through OPC UA (UpdateFirmware, the whole sequence) ------
+async def update_and_wait(client: Client, a: AddIn, image: bytes, *, confirm: bool = True) -> tuple[str, str]:
+    """Call UpdateFirmware and wait until the installation settles: (state, UpdateStatus)."""
+    status, _ = await call(client, a.addin, a.update_firmware, ua.Variant(image, _VT.ByteString),
+                           ua.Variant(confirm, _VT.Boolean))
+    assert status.is_good(), status
+    await asyncio.sleep(0.2)
+    final = await until(client, a.n("UpdateStatus"), lambda v: v.Text.split(":")[0] in
+                        ("confirmed", "unchanged", "failed", "awaiting confirmation"), timeout=60)
+    return state(await read(client, a.n("Installation", "CurrentState"))), final.Text
+
+
+async def test_lost_datagrams_and_a_reboot_mid_upload_still_complete(gateway, client_cert, images):  # noqa: F811
+    import random
+
+    from emu_opcua.simulator.smp_server import SmpFaults
+
+    gw, fleet, _config, _cert = gateway
+    meter = fleet.meters[0]
+    client = await connect(gateway, client_cert)
+    try:
+        a = await addin(client)
+        meter.smp.faults = SmpFaults(drop_requests=0.05, drop_replies=0.05, random=random.Random(11),
+                                     reboot_after_upload_bytes=len(images["new"]) // 2)
+        installation, status = await update_and_wait(client, a, images["new"])
+        assert (installation, status.split(":")[0]) == ("Idle", "confirmed")
+        assert meter.module.boot_log[0] == "booted 1.0.14"  # the reboot in the middle of the upload
+        assert await until(client, a.revision("CurrentVersion"), lambda v: v == "1.1.0")
+    finally:
+        await client.disconnect()
+
+
+async def test_both_slots_full_and_the_identical_image(gateway, client_cert, images):  # noqa: F811
+    gw, fleet, _config, _cert = gateway
+    client = await connect(gateway, client_cert)
+    try:
+        a = await addin(client)
+        assert (await update_and_wait(client, a, images["new"]))[1].startswith("confirmed")
+        # slot 1 keeps 1.0.14 (the FallbackVersion): the next update erases it first
+        assert await until(client, a.revision("FallbackVersion"), lambda v: v == "1.0.14")
+        assert (await update_and_wait(client, a, images["newer"]))[1].startswith("confirmed")
+        assert await until(client, a.revision("CurrentVersion"), lambda v: v == "1.2.0")
+        boots = len(fleet.meters[0].module.boot_log)
+        installation, status = await update_and_wait(client, a, images["newer"])
+        assert status.startswith("unchanged") and installation == "Idle"
+        assert len(fleet.meters[0].module.boot_log) == boots  # no reset for the running image
+    finally:
+        await client.disconnect()
+
+
+async def test_refusals_of_the_meter_leave_it_on_its_image(gateway, client_cert, images):  # noqa: F811
+    gw, fleet, _config, _cert = gateway
+    meter = fleet.meters[0]
+    client = await connect(gateway, client_cert)
+    try:
+        a = await addin(client)
+        meter.online_update_allowed = False
+        installation, status = await update_and_wait(client, a, images["new"])
+        assert installation == "Error" and "online update is not allowed" in status
+        assert "not allowed" in (await read(client, a.n("Loading", "ErrorMessage"))).Text
+        assert meter.module.slots[1] is None and meter.module.boot_log == []
+        await call(client, a.installation, a.di(270))  # Resume
+        meter.online_update_allowed = True
+        running = meter.module.slots[0]  # a module too old for online updates
+        meter.module.slots[0] = attrs.evolve(running, info=attrs.evolve(running.info, version=ImageVersion(1, 0, 5)))
+        installation, status = await update_and_wait(client, a, images["new"])
+        assert installation == "Error" and "older than 1.0.6" in status
+        assert meter.module.slots[1] is None
+    finally:
+        await client.disconnect()
+
+
+async def test_a_meter_that_does_not_come_back_in_time(gateway, client_cert, images):  # noqa: F811
+    gw, fleet, _config, _cert = gateway
+    meter = fleet.meters[0]
+    meter.reboot_time = 18.0  # longer than firmware_reboot_timeout (15 s)
+    client = await connect(gateway, client_cert)
+    try:
+        a = await addin(client)
+        installation, status = await update_and_wait(client, a, images["new"])
+        assert installation == "Error"
+        message = (await read(client, a.n("Loading", "ErrorMessage"))).Text
+        assert "did not answer within 15 s" in message and "reverts an unconfirmed image" in message
+        # polling resumed (the failure does not leave the meter paused)
+        data_source = ua.NodeId("m1.Diagnostics.DataSource", a.addin.NamespaceIndex)
+        assert not (await read(client, data_source)).startswith("paused")
     finally:
         await client.disconnect()
