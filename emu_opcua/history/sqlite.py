@@ -33,6 +33,7 @@ SQLite wants); reads use one connection per thread, so readers never wait for th
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import json
@@ -328,6 +329,79 @@ class SqliteHistoryStore:
         if limit is not None:
             del found[limit:]
         return [StoredRow(t, sid, idx, status, raw) for t, sid, idx, status, raw in found]
+
+    def read_around(self, meter: str, cuts: Sequence[int]) -> list[StoredRow]:
+        """For each cut (unix seconds): the last row with ``timestamp < cut`` and the first
+        with ``timestamp >= cut`` (in :class:`RowPosition` order, every series); each row
+        once, ascending. The same rows as two :meth:`read` calls per cut (limit 1, one of
+        them reversed), but only the chunks holding them are decoded: the bounding values
+        of processed reads (DeltaBounds over a month touches 2 chunks, not 23)."""
+        if not cuts:
+            return []
+        con = self._reader()
+        con.execute("BEGIN")
+        try:
+            meta = con.execute(
+                "SELECT c.id, c.t_min, c.t_max FROM chunk c JOIN series s ON c.series_id = s.id "
+                "WHERE s.meter=?", (meter,)).fetchall()
+            if not meta:
+                return []
+            span = max(t_max - t_min for _id, t_min, t_max in meta)
+            by_min = sorted(meta, key=operator.itemgetter(1))
+            mins = [m[1] for m in by_min]
+            by_max = sorted(meta, key=operator.itemgetter(2))
+            maxes = [m[2] for m in by_max]
+            wanted: list[list[int]] = []  # per cut: ids of the chunks that may hold its rows
+            for cut in cuts:
+                ids = []
+                # chunks holding rows on both sides of the cut (t_min < cut <= t_max)
+                for i in range(bisect.bisect_left(mins, cut - span), bisect.bisect_left(mins, cut)):
+                    if by_min[i][2] >= cut:
+                        ids.append(by_min[i][0])
+                # the chunks with the latest rows before it, and the earliest at or after it
+                i = bisect.bisect_left(maxes, cut) - 1
+                last = maxes[i] if i >= 0 else None
+                while i >= 0 and maxes[i] == last:
+                    ids.append(by_max[i][0])
+                    i -= 1
+                i = bisect.bisect_left(mins, cut)
+                first = mins[i] if i < len(mins) else None
+                while i < len(mins) and mins[i] == first:
+                    ids.append(by_min[i][0])
+                    i += 1
+                wanted.append(ids)
+            decoded: dict[int, tuple[list[tuple[int, int, int]], list[tuple[int, ...]], int]] = {}
+            need = sorted({i for ids in wanted for i in ids})
+            for k in range(0, len(need), 500):
+                batch = need[k:k + 500]
+                for cid, sid, n, data in con.execute(
+                        f"SELECT id, series_id, n, data FROM chunk WHERE id IN ({','.join('?' * len(batch))})",
+                        batch):
+                    rows = sorted(unpack_rows(data, n))
+                    decoded[cid] = ([(r[0], sid, r[1]) for r in rows], rows, sid)
+        finally:
+            con.execute("COMMIT")
+        found: dict[tuple[int, int, int], StoredRow] = {}
+        for cut, ids in zip(cuts, wanted):
+            before = after = None
+            for cid in ids:
+                keys, rows, sid = decoded[cid]
+                i = bisect.bisect_left(keys, (cut,))
+                if i and (before is None or keys[i - 1] > before[0]):
+                    before = (keys[i - 1], rows[i - 1], sid)
+                if i < len(keys) and (after is None or keys[i] < after[0]):
+                    after = (keys[i], rows[i], sid)
+            for pick in (before, after):
+                if pick is not None and pick[0] not in found:
+                    (t, sid, idx), r, _ = pick
+                    found[pick[0]] = StoredRow(t, sid, idx, r[2], r[3:])
+        return [found[k] for k in sorted(found)]
+
+    def series_extents(self, meter: str) -> list[tuple[int, int, int]]:
+        """(series id, oldest, newest row timestamp) of every series of ``meter`` with rows."""
+        return self._reader().execute(
+            "SELECT c.series_id, min(c.t_min), max(c.t_max) FROM chunk c JOIN series s ON c.series_id = s.id "
+            "WHERE s.meter=? GROUP BY c.series_id ORDER BY c.series_id", (meter,)).fetchall()
 
     def extent(self, meter: str) -> tuple[StoredRow, StoredRow] | None:
         oldest = self.read(meter, -(1 << 62), 1 << 62, limit=1)

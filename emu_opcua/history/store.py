@@ -89,6 +89,14 @@ class HistoryStore(Protocol):
         :class:`RowPosition` order (descending when ``reverse``), strictly after (before,
         when reversed) ``after`` when given, at most ``limit``."""
 
+    def read_around(self, meter: str, cuts: Sequence[int]) -> list[StoredRow]:
+        """For each cut: the last row with ``timestamp < cut`` and the first with
+        ``timestamp >= cut`` in :class:`RowPosition` order; each row once, ascending
+        (the bounding rows of processed reads, without reading what lies between)."""
+
+    def series_extents(self, meter: str) -> list[tuple[int, int, int]]:
+        """(series id, oldest, newest row timestamp) of each series of ``meter`` with rows."""
+
     def extent(self, meter: str) -> tuple[StoredRow, StoredRow] | None:
         """The oldest and the newest row of ``meter`` in read order, or None when empty."""
 
