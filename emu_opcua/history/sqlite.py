@@ -98,8 +98,8 @@ INSERT OR IGNORE INTO meta VALUES ('schema', '{_SCHEMA_VERSION}');
 """
 
 # --- packing ------------------------------------------------------------------------------
-_sub, _xor, _lshift, _rshift, _and, _neg = (
-    operator.sub, operator.xor, operator.lshift, operator.rshift, operator.and_, operator.neg)
+_sub, _xor, _lshift, _rshift, _and, _neg, _or = (
+    operator.sub, operator.xor, operator.lshift, operator.rshift, operator.and_, operator.neg, operator.or_)
 _repeat = itertools.repeat
 _accumulate = itertools.accumulate
 
@@ -135,6 +135,34 @@ def unpack_rows(blob: bytes, n: int) -> list[tuple[int, ...]]:
     deltas = list(map(_xor, map(_rshift, zz, _repeat(1)), map(_neg, map(_and, zz, _repeat(1)))))
     cols = [_accumulate(deltas[c * n:(c + 1) * n]) for c in range(ROW_WIDTH)]
     return list(zip(*cols))
+
+
+def unpack_columns(blob: bytes, n: int, columns: Sequence[int]) -> list[list[int]]:
+    """Only ``columns`` (positions in a packed row: 0 timestamp, 1 index, 2 status, 3..
+    the datalog's columns) of the rows :func:`pack_rows` packed: each column is its own
+    delta run, so the others need not be decoded (the blob is still inflated whole)."""
+    if not n:
+        return [[] for _ in columns]
+    planes = zlib.decompress(blob)
+    count = n * ROW_WIDTH
+    if len(planes) != count * 8:
+        raise StoreError(f"a history chunk is damaged ({len(planes)} bytes for {n} rows)")
+    out = []
+    zero = bytes(n)
+    for c in columns:
+        zz: list[int] | None = None
+        for i in range(8):  # small deltas leave the high byte planes zero: skipped
+            start = i * count + c * n
+            plane = planes[start:start + n]
+            if plane == zero:
+                continue
+            part = map(_lshift, plane, _repeat(8 * i)) if i else plane
+            zz = list(part) if zz is None else list(map(_or, zz, part))
+        if zz is None:
+            out.append([0] * n)
+            continue
+        out.append(list(_accumulate(map(_xor, map(_rshift, zz, _repeat(1)), map(_neg, map(_and, zz, _repeat(1)))))))
+    return out
 
 
 def row_tuple(row: DatalogRow) -> tuple[int, ...]:
@@ -330,12 +358,17 @@ class SqliteHistoryStore:
             del found[limit:]
         return [StoredRow(t, sid, idx, status, raw) for t, sid, idx, status, raw in found]
 
-    def read_around(self, meter: str, cuts: Sequence[int]) -> list[StoredRow]:
+    def read_around(self, meter: str, cuts: Sequence[int], *,
+                    columns: Sequence[int] | None = None) -> list[StoredRow]:
         """For each cut (unix seconds): the last row with ``timestamp < cut`` and the first
         with ``timestamp >= cut`` (in :class:`RowPosition` order, every series); each row
         once, ascending. The same rows as two :meth:`read` calls per cut (limit 1, one of
         them reversed), but only the chunks holding them are decoded: the bounding values
-        of processed reads (DeltaBounds over a month touches 2 chunks, not 23)."""
+        of processed reads (DeltaBounds over a month touches 2 chunks, not 23).
+
+        ``columns``: only these datalog columns (indices into ``StoredRow.raw``) are
+        decoded, the others read 0 in the rows returned (a processed read needs one
+        quantity's; decoding all 27 columns of a chunk costs 6x more)."""
         if not cuts:
             return []
         con = self._reader()
@@ -370,31 +403,49 @@ class SqliteHistoryStore:
                     ids.append(by_min[i][0])
                     i += 1
                 wanted.append(ids)
-            decoded: dict[int, tuple[list[tuple[int, int, int]], list[tuple[int, ...]], int]] = {}
+            # chunk id -> (series id, its columns wanted, in RowPosition order)
+            decoded: dict[int, tuple[int, list[list[int]]]] = {}
+            wanted_columns = list(range(ROW_WIDTH)) if columns is None else [0, 1, 2, *(3 + c for c in columns)]
             need = sorted({i for ids in wanted for i in ids})
             for k in range(0, len(need), 500):
                 batch = need[k:k + 500]
                 for cid, sid, n, data in con.execute(
                         f"SELECT id, series_id, n, data FROM chunk WHERE id IN ({','.join('?' * len(batch))})",
                         batch):
-                    rows = sorted(unpack_rows(data, n))
-                    decoded[cid] = ([(r[0], sid, r[1]) for r in rows], rows, sid)
+                    cols = unpack_columns(data, n, wanted_columns)
+                    ts, idx = cols[0], cols[1]
+                    if not all(map(operator.le, ts, ts[1:])):  # a clock set back: (timestamp, index) order
+                        order = sorted(range(n), key=lambda j: (ts[j], idx[j]))
+                        cols = [[col[j] for j in order] for col in cols]
+                    decoded[cid] = (sid, cols)
         finally:
             con.execute("COMMIT")
         found: dict[tuple[int, int, int], StoredRow] = {}
         for cut, ids in zip(cuts, wanted):
-            before = after = None
+            before = after = None  # (position key, series id, columns, row number)
             for cid in ids:
-                keys, rows, sid = decoded[cid]
-                i = bisect.bisect_left(keys, (cut,))
-                if i and (before is None or keys[i - 1] > before[0]):
-                    before = (keys[i - 1], rows[i - 1], sid)
-                if i < len(keys) and (after is None or keys[i] < after[0]):
-                    after = (keys[i], rows[i], sid)
+                sid, cols = decoded[cid]
+                ts = cols[0]
+                i = bisect.bisect_left(ts, cut)
+                if i:
+                    key = (ts[i - 1], sid, cols[1][i - 1])
+                    if before is None or key > before[0]:
+                        before = (key, cols, i - 1)
+                if i < len(ts):
+                    key = (ts[i], sid, cols[1][i])
+                    if after is None or key < after[0]:
+                        after = (key, cols, i)
             for pick in (before, after):
                 if pick is not None and pick[0] not in found:
-                    (t, sid, idx), r, _ = pick
-                    found[pick[0]] = StoredRow(t, sid, idx, r[2], r[3:])
+                    key, cols, j = pick
+                    if columns is None:
+                        raw = tuple(col[j] for col in cols[3:])
+                    else:
+                        full = [0] * RAW_COLUMNS
+                        for c, col in zip(columns, cols[3:]):
+                            full[c] = col[j]
+                        raw = tuple(full)
+                    found[key] = StoredRow(key[0], key[1], key[2], cols[2][j], raw)
         return [found[k] for k in sorted(found)]
 
     def series_extents(self, meter: str) -> list[tuple[int, int, int]]:

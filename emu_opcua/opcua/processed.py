@@ -201,9 +201,10 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
                 gaps[job.meter] = pr.series_gaps(extents(job.meter)) if extents is not None else []
             if read_around is not None:
                 meter = job.meter
+                columns = tuple(c - 5 for c in quantity.datalog.columns)  # CSV column -> raw index
 
-                def bounding(cuts, meter=meter):
-                    return read_around(meter, cuts)
+                def bounding(cuts, meter=meter, columns=columns):
+                    return read_around(meter, cuts, columns=columns)
             else:
                 def bounding(cuts, source=source):
                     return pr.bounding_rows(source, cuts)

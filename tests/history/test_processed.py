@@ -101,6 +101,9 @@ def test_bounds_only_reads_give_the_same_results(aggregate, tmp_path):
         def around(cuts):
             return store.read_around("m", cuts)
 
+        def around_columns(cuts):  # only the quantity's columns decoded
+            return store.read_around("m", cuts, columns=(0,))
+
         for start, end, interval in ((T0 * 1000, T0 * 1000 + 5 * DAY, DAY), (T0 * 1000 + 5 * DAY, T0 * 1000, DAY),
                                      (T0 * 1000 - DAY + 1500, T0 * 1000 + 9 * DAY, 3_600_000 * 7 + 0.5)):
             request = pr.ProcessedRequest(aggregate, start * 1000 if isinstance(start, int) else int(start * 1000),
@@ -108,7 +111,7 @@ def test_bounds_only_reads_give_the_same_results(aggregate, tmp_path):
             expected, _ = pr.read_processed(source, ENERGY, request, limit=10_000)
             assert expected == whole(aggregate, rows, ENERGY, request.start / 1000 if request.start % 1000
                                      else request.start // 1000, end, interval)
-            for bounding in (around, lambda cuts: pr.bounding_rows(source, cuts)):
+            for bounding in (around, around_columns, lambda cuts: pr.bounding_rows(source, cuts)):
                 got, _ = pr.read_processed(source, ENERGY, request, limit=10_000, bounding=bounding)
                 assert got == expected
                 paged, offset = [], 0
@@ -139,7 +142,14 @@ def test_read_around_finds_the_rows_two_reads_would(tmp_path):
             for r in store.read("m", MIN_SECONDS, cut, limit=1, reverse=True) + store.read("m", cut, MAX_SECONDS,
                                                                                             limit=1):
                 expected[r.position] = r
-        assert store.read_around("m", cuts) == [expected[k] for k in sorted(expected)]
+        want = [expected[k] for k in sorted(expected)]
+        assert store.read_around("m", cuts) == want
+        # only some columns: those as stored, the others 0
+        some = store.read_around("m", cuts, columns=(0, P_COL))
+        assert [r.position for r in some] == [r.position for r in want]
+        assert [r.status for r in some] == [r.status for r in want]
+        assert [(r.raw[0], r.raw[P_COL]) for r in some] == [(r.raw[0], r.raw[P_COL]) for r in want]
+        assert {v for r in some for k, v in enumerate(r.raw) if k not in (0, P_COL)} == {0}
         assert store.read_around("nobody", cuts) == []
         assert store.series_extents("m") == [(s1.id, rows[0].timestamp, max(r.timestamp for r in rows)),
                                              (s2.id, other[0].timestamp, other[-1].timestamp)]
