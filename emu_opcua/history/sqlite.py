@@ -165,6 +165,21 @@ def unpack_columns(blob: bytes, n: int, columns: Sequence[int]) -> list[list[int
     return out
 
 
+def _sparse(columns: Sequence[int]):
+    """values of ``columns`` -> a full raw tuple with 0 in the other columns."""
+    if len(columns) == 1:
+        (c,) = columns
+        head, tail = (0,) * c, (0,) * (RAW_COLUMNS - c - 1)
+        return lambda values: head + values + tail
+
+    def full(values: tuple[int, ...]) -> tuple[int, ...]:
+        raw = [0] * RAW_COLUMNS
+        for c, v in zip(columns, values):
+            raw[c] = v
+        return tuple(raw)
+    return full
+
+
 def row_tuple(row: DatalogRow) -> tuple[int, ...]:
     """A parsed datalog row as the store packs it."""
     return (int(row.timestamp.timestamp()), row.index, int(row.status), *row.raw)
@@ -302,17 +317,20 @@ class SqliteHistoryStore:
         return con.execute("SELECT id, span FROM series WHERE meter=? ORDER BY id", (meter,)).fetchall()
 
     def read(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
-             limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
+             limit: int | None = None, reverse: bool = False,
+             columns: Sequence[int] | None = None) -> list[StoredRow]:
+        """``columns``: only these datalog columns (indices into ``StoredRow.raw``) are
+        decoded, the others read 0 (a processed read needs one quantity's: 3x cheaper)."""
         if limit is not None and limit <= 0:
             return []
         con = self._reader()
         con.execute("BEGIN")  # one snapshot for every series and chunk
         try:
-            return self._read(con, meter, start, end, after, limit, reverse)
+            return self._read(con, meter, start, end, after, limit, reverse, columns)
         finally:
             con.execute("COMMIT")
 
-    def _read(self, con, meter, start, end, after, limit, reverse) -> list[StoredRow]:
+    def _read(self, con, meter, start, end, after, limit, reverse, columns=None) -> list[StoredRow]:
         lo, hi = start, end  # timestamps wanted: lo <= t < hi
         if after is not None:
             if reverse:
@@ -338,6 +356,9 @@ class SqliteHistoryStore:
             cursors[0] if cursors else ())
         found: list[tuple[int, int, int, int, tuple[int, ...]]] = []
         key_after = None if after is None else (after.timestamp, after.series_id, after.index)
+        if columns is not None:
+            wanted = [0, 1, 2, *(3 + c for c in columns)]
+            sparse = _sparse(columns)
         for order_key, _other, sid, n, data in chunks:
             if limit is not None and len(found) >= limit:
                 found.sort(reverse=reverse)
@@ -346,13 +367,17 @@ class SqliteHistoryStore:
                 # later chunks hold rows at or after (reverse: at or before) order_key
                 if (not reverse and order_key > boundary) or (reverse and -order_key < boundary):
                     break
-            for r in unpack_rows(data, n):
-                t = r[0]
+            if columns is None:
+                rows: Any = ((r[0], r[1], r[2], r[3:]) for r in unpack_rows(data, n))
+            else:
+                cols = unpack_columns(data, n, wanted)
+                rows = zip(cols[0], cols[1], cols[2], map(sparse, zip(*cols[3:])))
+            for t, idx, status, raw in rows:
                 if lo <= t < hi:
-                    k = (t, sid, r[1])
+                    k = (t, sid, idx)
                     if key_after is not None and (k <= key_after if not reverse else k >= key_after):
                         continue
-                    found.append((t, sid, r[1], r[2], r[3:]))
+                    found.append((t, sid, idx, status, raw))
         found.sort(reverse=reverse)
         if limit is not None:
             del found[limit:]
@@ -384,68 +409,72 @@ class SqliteHistoryStore:
             mins = [m[1] for m in by_min]
             by_max = sorted(meta, key=operator.itemgetter(2))
             maxes = [m[2] for m in by_max]
-            wanted: list[list[int]] = []  # per cut: ids of the chunks that may hold its rows
-            for cut in cuts:
-                ids = []
-                # chunks holding rows on both sides of the cut (t_min < cut <= t_max)
-                for i in range(bisect.bisect_left(mins, cut - span), bisect.bisect_left(mins, cut)):
-                    if by_min[i][2] >= cut:
-                        ids.append(by_min[i][0])
-                # the chunks with the latest rows before it, and the earliest at or after it
-                i = bisect.bisect_left(maxes, cut) - 1
-                last = maxes[i] if i >= 0 else None
-                while i >= 0 and maxes[i] == last:
-                    ids.append(by_max[i][0])
-                    i -= 1
-                i = bisect.bisect_left(mins, cut)
-                first = mins[i] if i < len(mins) else None
-                while i < len(mins) and mins[i] == first:
-                    ids.append(by_min[i][0])
-                    i += 1
-                wanted.append(ids)
-            # chunk id -> (series id, its columns wanted, in RowPosition order)
+            # chunk id -> (series id, its columns wanted, in RowPosition order), decoded once
             decoded: dict[int, tuple[int, list[list[int]]]] = {}
             wanted_columns = list(range(ROW_WIDTH)) if columns is None else [0, 1, 2, *(3 + c for c in columns)]
-            need = sorted({i for ids in wanted for i in ids})
-            for k in range(0, len(need), 500):
-                batch = need[k:k + 500]
-                for cid, sid, n, data in con.execute(
-                        f"SELECT id, series_id, n, data FROM chunk WHERE id IN ({','.join('?' * len(batch))})",
-                        batch):
+            found: dict[tuple[int, int, int], StoredRow] = {}
+
+            def chunk(cid: int) -> tuple[int, list[list[int]]]:
+                got = decoded.get(cid)
+                if got is None:
+                    sid, n, data = con.execute("SELECT series_id, n, data FROM chunk WHERE id=?", (cid,)).fetchone()
                     cols = unpack_columns(data, n, wanted_columns)
                     ts, idx = cols[0], cols[1]
                     if not all(map(operator.le, ts, ts[1:])):  # a clock set back: (timestamp, index) order
                         order = sorted(range(n), key=lambda j: (ts[j], idx[j]))
                         cols = [[col[j] for j in order] for col in cols]
-                    decoded[cid] = (sid, cols)
+                    got = decoded[cid] = (sid, cols)
+                return got
+
+            for cut in cuts:
+                before = after = None  # (position key, columns, row number)
+
+                def consider(cid: int) -> None:
+                    nonlocal before, after
+                    sid, cols = chunk(cid)
+                    ts = cols[0]
+                    i = bisect.bisect_left(ts, cut)
+                    if i:
+                        key = (ts[i - 1], sid, cols[1][i - 1])
+                        if before is None or key > before[0]:
+                            before = (key, cols, i - 1)
+                    if i < len(ts):
+                        key = (ts[i], sid, cols[1][i])
+                        if after is None or key < after[0]:
+                            after = (key, cols, i)
+
+                # chunks holding rows on both sides of the cut (t_min < cut <= t_max) first
+                for i in range(bisect.bisect_left(mins, cut - span), bisect.bisect_left(mins, cut)):
+                    if by_min[i][2] >= cut:
+                        consider(by_min[i][0])
+                # then the chunk(s) ending last before the cut, unless their rows are all
+                # older than the row before already found (so for the usual, ordered
+                # chunks one chunk per cut is decoded, two when a chunk starts at the cut)
+                i = bisect.bisect_left(maxes, cut) - 1
+                last = maxes[i] if i >= 0 else None
+                while i >= 0 and maxes[i] == last:
+                    if before is None or last >= before[0][0]:
+                        consider(by_max[i][0])
+                    i -= 1
+                i = bisect.bisect_left(mins, cut)
+                first = mins[i] if i < len(mins) else None
+                while i < len(mins) and mins[i] == first:
+                    if after is None or first <= after[0][0]:
+                        consider(by_min[i][0])
+                    i += 1
+                for pick in (before, after):
+                    if pick is not None and pick[0] not in found:
+                        key, cols, j = pick
+                        if columns is None:
+                            raw = tuple(col[j] for col in cols[3:])
+                        else:
+                            full = [0] * RAW_COLUMNS
+                            for c, col in zip(columns, cols[3:]):
+                                full[c] = col[j]
+                            raw = tuple(full)
+                        found[key] = StoredRow(key[0], key[1], key[2], cols[2][j], raw)
         finally:
             con.execute("COMMIT")
-        found: dict[tuple[int, int, int], StoredRow] = {}
-        for cut, ids in zip(cuts, wanted):
-            before = after = None  # (position key, series id, columns, row number)
-            for cid in ids:
-                sid, cols = decoded[cid]
-                ts = cols[0]
-                i = bisect.bisect_left(ts, cut)
-                if i:
-                    key = (ts[i - 1], sid, cols[1][i - 1])
-                    if before is None or key > before[0]:
-                        before = (key, cols, i - 1)
-                if i < len(ts):
-                    key = (ts[i], sid, cols[1][i])
-                    if after is None or key < after[0]:
-                        after = (key, cols, i)
-            for pick in (before, after):
-                if pick is not None and pick[0] not in found:
-                    key, cols, j = pick
-                    if columns is None:
-                        raw = tuple(col[j] for col in cols[3:])
-                    else:
-                        full = [0] * RAW_COLUMNS
-                        for c, col in zip(columns, cols[3:]):
-                            full[c] = col[j]
-                        raw = tuple(full)
-                    found[key] = StoredRow(key[0], key[1], key[2], cols[2][j], raw)
         return [found[k] for k in sorted(found)]
 
     def series_extents(self, meter: str) -> list[tuple[int, int, int]]:

@@ -84,10 +84,12 @@ class HistoryStore(Protocol):
 
     # --- reading -------------------------------------------------------------------------
     def read(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
-             limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
+             limit: int | None = None, reverse: bool = False,
+             columns: Sequence[int] | None = None) -> list[StoredRow]:
         """Rows of every series of ``meter`` with ``start <= timestamp < end`` in
         :class:`RowPosition` order (descending when ``reverse``), strictly after (before,
-        when reversed) ``after`` when given, at most ``limit``."""
+        when reversed) ``after`` when given, at most ``limit``. ``columns``: only these
+        indices of ``raw`` are needed (the others may read 0)."""
 
     def read_around(self, meter: str, cuts: Sequence[int]) -> list[StoredRow]:
         """For each cut: the last row with ``timestamp < cut`` and the first with

@@ -434,10 +434,15 @@ class HistoryService(HistoryManager):
             return ua.HistoryData(DataValues=_data_values(values, timestamps))
         return ua.ExtensionObject(TypeId=_HISTORY_DATA_ID, Body=self._encoders[timestamps].encode(values))
 
-    def source(self, meter: str) -> raw.RowSource:
+    def source(self, meter: str, columns: Sequence[int] | None = None) -> raw.RowSource:
         """``meter``'s rows as a :class:`~emu_opcua.history.raw.RowSource` (call it in a worker
-        thread: :meth:`run`)."""
+        thread: :meth:`run`); ``columns``: only these raw columns are needed."""
         read = self.store.read
+        if columns is not None:
+            def only(start: int, end: int, *, after=None, limit=None, reverse=False):
+                return read(meter, start, end, after=after, limit=limit, reverse=reverse, columns=columns)
+
+            return only
 
         def source(start: int, end: int, *, after=None, limit=None, reverse=False):
             return read(meter, start, end, after=after, limit=limit, reverse=reverse)

@@ -196,12 +196,12 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
             request: pr.ProcessedRequest = job.page
             quantity = job.converter.quantity
             counter = quantity.group == "energy"
-            source = service.source(job.meter)
+            columns = tuple(c - 5 for c in quantity.datalog.columns)  # CSV column -> raw index
+            source = service.source(job.meter, columns)
             if counter and request.aggregate in pr.COUNTER_AGGREGATES and job.meter not in gaps:
                 gaps[job.meter] = pr.series_gaps(extents(job.meter)) if extents is not None else []
             if read_around is not None:
                 meter = job.meter
-                columns = tuple(c - 5 for c in quantity.datalog.columns)  # CSV column -> raw index
 
                 def bounding(cuts, meter=meter, columns=columns):
                     return read_around(meter, cuts, columns=columns)

@@ -150,6 +150,16 @@ def test_read_around_finds_the_rows_two_reads_would(tmp_path):
         assert [r.status for r in some] == [r.status for r in want]
         assert [(r.raw[0], r.raw[P_COL]) for r in some] == [(r.raw[0], r.raw[P_COL]) for r in want]
         assert {v for r in some for k, v in enumerate(r.raw) if k not in (0, P_COL)} == {0}
+        # the same for reads of a range, forward, reverse, with a limit and after a row
+        every = store.read("m", MIN_SECONDS, MAX_SECONDS)
+        for kwargs in ({}, {"reverse": True}, {"limit": 7, "after": every[150].position}):
+            full = store.read("m", T0, T0 + 3 * 86_400, **kwargs)
+            for columns in ((P_COL,), (0, P_COL)):
+                part = store.read("m", T0, T0 + 3 * 86_400, columns=columns, **kwargs)
+                assert [r.position for r in part] == [r.position for r in full] and part
+                assert [r.status for r in part] == [r.status for r in full]
+                assert [[r.raw[c] for c in columns] for r in part] == [[r.raw[c] for c in columns] for r in full]
+                assert {v for r in part for k, v in enumerate(r.raw) if k not in columns} == {0}
         assert store.read_around("nobody", cuts) == []
         assert store.series_extents("m") == [(s1.id, rows[0].timestamp, max(r.timestamp for r in rows)),
                                              (s2.id, other[0].timestamp, other[-1].timestamp)]
