@@ -39,7 +39,7 @@ from attrs import frozen
 from emu_opcua.history.aggregates import AggregateConfiguration, AggregateInvalidInputs, process
 from emu_opcua.history.aggregates import status as sc
 from emu_opcua.history.raw import MAX_SECONDS, MIN_SECONDS, US, RowConverter, RowSource
-from emu_opcua.history.store import StoredRow
+from emu_opcua.history.store import RowPosition, StoredRow
 
 #: Aggregates that difference a counter: a series change inside the interval makes them Bad.
 COUNTER_AGGREGATES = frozenset({"Delta", "DeltaBounds"})
@@ -134,47 +134,74 @@ def _good(config: AggregateConfiguration):
 
 
 def stream_pages(source: RowSource, convert: RowConverter, low_ms, high_ms,
-                 config: AggregateConfiguration) -> Iterator[list[tuple]]:
-    """Raw points for ``[low, high)`` and the rows around it the bounding values need."""
+                 config: AggregateConfiguration, *, tuples: bool = False) -> Iterator[list[tuple]]:
+    """Raw points for ``[low, high)`` and the rows around it the bounding values need.
+
+    ``tuples``: ``source`` returns ``(timestamp, series id, index, status, raw)`` tuples
+    (``SqliteHistoryStore.read_tuples``) instead of StoredRows."""
     good = _good(config)
-    statuses = convert.statuses
+    statuses, value = convert.statuses, convert.value
+    if tuples:
+        def points(rows):
+            return [(r[0] * 1000, value(r[4]), statuses[r[3]]) for r in rows]
+
+        def status(r):
+            return statuses[r[3]]
+
+        def position(r):
+            return RowPosition(r[0], r[1], r[2])
+
+        def ms(r):
+            return r[0] * 1000
+    else:
+        def points(rows):
+            return _points(rows, convert)
+
+        def status(r):
+            return statuses[r.status]
+
+        def position(r):
+            return r.position
+
+        def ms(r):
+            return r.timestamp * 1000
     lo_s, hi_s = _ceil_s(low_ms), _ceil_s(high_ms)
-    before: list[StoredRow] = []
+    before: list = []
     goods, after = 0, None
     while goods < 2:
         rows = source(MIN_SECONDS, lo_s, after=after, limit=_SEEK, reverse=True)
         for r in rows:
             before.append(r)
-            if good(statuses[r.status]):
+            if good(status(r)):
                 goods += 1
                 if goods == 2:
                     break
         if len(rows) < _SEEK:
             break
-        after = rows[-1].position
+        after = position(rows[-1])
     if before:
         before.reverse()
-        yield _points(before, convert)
+        yield points(before)
     after = None
     while True:
         rows = source(lo_s, hi_s, after=after, limit=_PAGE)
         if rows:
-            yield _points(rows, convert)
+            yield points(rows)
         if len(rows) < _PAGE:
             break
-        after = rows[-1].position
+        after = position(rows[-1])
     after = None
     while True:  # up to the first Good row after the range (the late bound)
         rows = source(hi_s, MAX_SECONDS, after=after, limit=_SEEK)
         for i, r in enumerate(rows):
-            if good(statuses[r.status]) and r.timestamp * 1000 > high_ms:
-                yield _points(rows[:i + 1], convert)
+            if good(status(r)) and ms(r) > high_ms:
+                yield points(rows[:i + 1])
                 return
         if rows:
-            yield _points(rows, convert)
+            yield points(rows)
         if len(rows) < _SEEK:
             return
-        after = rows[-1].position
+        after = position(rows[-1])
 
 
 def _boundaries(low, high, interval, count: int, reverse: bool) -> list:
@@ -206,14 +233,16 @@ def _boundaries(low, high, interval, count: int, reverse: bool) -> list:
 def read_processed(source: RowSource, convert: RowConverter, request: ProcessedRequest, *,
                    limit: int, offset: int = 0, stepped: bool = False, counter: bool = False,
                    series_gaps: Sequence[tuple[int, int]] = (),
-                   bounding: BoundingSource | None = None) -> tuple[list[Value], int | None]:
+                   bounding: BoundingSource | None = None,
+                   tuples: RowSource | None = None) -> tuple[list[Value], int | None]:
     """One page (at most ``limit`` intervals from interval ``offset``) of a processed read,
     and the offset of the next page (None: done).
 
     ``series_gaps``: for each series change of the meter, the (earlier, later) of the last
     row time of the old series and the first of the new one, unix seconds (see the
     module docstring). ``bounding``: reads only the bounding rows (the aggregates of
-    :data:`BOUNDS_ONLY`)."""
+    :data:`BOUNDS_ONLY`). ``tuples``: streams rows from this source of plain tuples
+    instead of ``source`` (see :func:`stream_pages`)."""
     if limit < 1:
         raise ValueError("limit must be >= 1")
     total = request.interval_count()
@@ -227,6 +256,8 @@ def read_processed(source: RowSource, convert: RowConverter, request: ProcessedR
     if bounding is not None and request.aggregate in BOUNDS_ONLY:
         cuts = [_ceil_s(t) for t in _boundaries(low, high, interval, want, reverse)]
         pages: Iterator[list[tuple]] = iter([_points(bounding(cuts), convert)])
+    elif tuples is not None:
+        pages = stream_pages(tuples, convert, low, high, request.config, tuples=True)
     else:
         pages = stream_pages(source, convert, low, high, request.config)
     results = itertools.islice(

@@ -186,6 +186,7 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
     store = service.store
     max_values = service.max_values
     read_around = getattr(store, "read_around", None)
+    read_tuples = getattr(store, "read_tuples", None)
     extents = getattr(store, "series_extents", None)
 
     def work() -> None:
@@ -208,9 +209,13 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
             else:
                 def bounding(cuts, source=source):
                     return pr.bounding_rows(source, cuts)
+            tuples = None
+            if read_tuples is not None:
+                def tuples(start, end, *, after=None, limit=None, reverse=False, meter=job.meter, columns=columns):
+                    return read_tuples(meter, start, end, after=after, limit=limit, reverse=reverse, columns=columns)
             job.page = pr.read_processed(source, job.converter, request, limit=max_values, offset=job.offset,
                                          stepped=stepped(quantity), counter=counter,
-                                         series_gaps=gaps.get(job.meter, ()), bounding=bounding)
+                                         series_gaps=gaps.get(job.meter, ()), bounding=bounding, tuples=tuples)
 
     await service.run(work)
     results = []

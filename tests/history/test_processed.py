@@ -66,8 +66,17 @@ CONFIGS = [AggregateConfiguration(), AggregateConfiguration(treat_uncertain_as_b
                                                             percent_data_good=50, use_sloped_extrapolation=True)]
 
 
+@pytest.fixture(scope="module")
+def archive_store(tmp_path_factory):
+    store = SqliteHistoryStore(tmp_path_factory.mktemp("archive") / "h.sqlite")
+    series = store.new_series("m", "s", 0)
+    store.append_tuples(series, [(r.timestamp, r.index, r.status, *r.raw) for r in archive()], None)
+    yield store
+    store.close()
+
+
 @pytest.mark.parametrize("aggregate", SUPPORTED_AGGREGATES)
-def test_rows_fed_give_the_results_over_the_whole_archive(aggregate):
+def test_rows_fed_give_the_results_over_the_whole_archive(aggregate, archive_store):
     rows = archive()
     source = ListRows(rows)
     for config in CONFIGS:
@@ -80,6 +89,14 @@ def test_rows_fed_give_the_results_over_the_whole_archive(aggregate):
                 got, following = pr.read_processed(source, convert, request, limit=10_000, stepped=stepped)
                 assert following is None
                 assert got == expected, (aggregate, config, start, end, interval)
+                # from the SQLite store, as plain tuples of the quantity's columns only
+                columns = tuple(c - 5 for c in convert.quantity.datalog.columns)
+
+                def tuples(lo, hi, columns=columns, **kwargs):
+                    return archive_store.read_tuples("m", lo, hi, columns=columns, **kwargs)
+
+                got, _ = pr.read_processed(source, convert, request, limit=10_000, stepped=stepped, tuples=tuples)
+                assert got == expected
                 # paged: three intervals at a time
                 paged, offset = [], 0
                 while offset is not None:
@@ -111,6 +128,12 @@ def test_bounds_only_reads_give_the_same_results(aggregate, tmp_path):
             expected, _ = pr.read_processed(source, ENERGY, request, limit=10_000)
             assert expected == whole(aggregate, rows, ENERGY, request.start / 1000 if request.start % 1000
                                      else request.start // 1000, end, interval)
+            # streamed from the store as plain tuples (the OPC UA layer's way): the same
+            def tuples(start, end, **kwargs):
+                return store.read_tuples("m", start, end, columns=(0,), **kwargs)
+
+            got, _ = pr.read_processed(source, ENERGY, request, limit=10_000, tuples=tuples)
+            assert got == expected
             for bounding in (around, around_columns, lambda cuts: pr.bounding_rows(source, cuts)):
                 got, _ = pr.read_processed(source, ENERGY, request, limit=10_000, bounding=bounding)
                 assert got == expected
