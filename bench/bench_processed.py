@@ -152,10 +152,12 @@ def in_process(store) -> list[tuple[str, float, int]]:
     request = pr.ProcessedRequest("DeltaBounds", T0 * 1_000_000, (T0 + YEAR_ROWS * STEP) * 1_000_000, DAY_MS)
     ways = {
         "every row streamed through the engine": None,
-        "bounding rows, 2 store.read per boundary": lambda cuts: pr.bounding_rows(source, cuts),
-        "bounding rows, store.read_around (all columns)": lambda cuts: store.read_around(meter, cuts),
+        "bounding rows, 2 store.read per boundary": lambda cuts, exact: pr.bounding_rows(source, cuts),
+        "bounding rows, store.read_around (all columns)": lambda cuts, exact: store.read_around(meter, cuts),
         "bounding rows, store.read_around (the quantity's columns)":
-            lambda cuts: store.read_around(meter, cuts, columns=(E_COL,)),
+            lambda cuts, exact: store.read_around(meter, cuts, columns=(E_COL,)),
+        "bounding rows, read_around (the quantity's columns, exact cuts)":
+            lambda cuts, exact: store.read_around(meter, cuts, columns=(E_COL,), exact=exact),
     }
     out, reference = [], None
     for label, bounding in ways.items():

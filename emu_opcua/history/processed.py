@@ -57,12 +57,13 @@ Value = tuple[int, object, int]  # (time_us, value or None, status)
 class BoundingSource(Protocol):
     """For each cut (unix seconds, ascending): the last row with ``timestamp < cut`` and
     the first with ``timestamp >= cut`` in RowPosition order; all of them once, ascending
-    (``SqliteHistoryStore.read_around`` for one meter)."""
+    (``SqliteHistoryStore.read_around`` for one meter). ``exact``: the row before may be
+    left out where a row lies exactly at the cut."""
 
-    def __call__(self, cuts: Sequence[int]) -> list[StoredRow]: ...
+    def __call__(self, cuts: Sequence[int], exact: bool = False) -> list[StoredRow]: ...
 
 
-def bounding_rows(source: RowSource, cuts: Sequence[int]) -> list[StoredRow]:
+def bounding_rows(source: RowSource, cuts: Sequence[int], exact: bool = False) -> list[StoredRow]:
     """:class:`BoundingSource` from any :class:`RowSource` (two reads per cut)."""
     found = {}
     for cut in cuts:
@@ -254,8 +255,12 @@ def read_processed(source: RowSource, convert: RowConverter, request: ProcessedR
     interval = request.interval_ms
     want = min(limit, total - offset)
     if bounding is not None and request.aggregate in BOUNDS_ONLY:
-        cuts = [_ceil_s(t) for t in _boundaries(low, high, interval, want, reverse)]
-        pages: Iterator[list[tuple]] = iter([_points(bounding(cuts), convert)])
+        times = _boundaries(low, high, interval, want, reverse)
+        cuts = [_ceil_s(t) for t in times]
+        # a row exactly at a boundary is its simple bound: the row before is not needed
+        # (only where the boundaries are whole seconds, as rows are)
+        exact = all(c * 1000 == t for c, t in zip(cuts, times))
+        pages: Iterator[list[tuple]] = iter([_points(bounding(cuts, exact), convert)])
     elif tuples is not None:
         pages = stream_pages(tuples, convert, low, high, request.config, tuples=True)
     else:

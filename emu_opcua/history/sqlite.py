@@ -392,7 +392,7 @@ class SqliteHistoryStore:
         return found
 
     def read_around(self, meter: str, cuts: Sequence[int], *,
-                    columns: Sequence[int] | None = None) -> list[StoredRow]:
+                    columns: Sequence[int] | None = None, exact: bool = False) -> list[StoredRow]:
         """For each cut (unix seconds): the last row with ``timestamp < cut`` and the first
         with ``timestamp >= cut`` (in :class:`RowPosition` order, every series); each row
         once, ascending. The same rows as two :meth:`read` calls per cut (limit 1, one of
@@ -401,7 +401,9 @@ class SqliteHistoryStore:
 
         ``columns``: only these datalog columns (indices into ``StoredRow.raw``) are
         decoded, the others read 0 in the rows returned (a processed read needs one
-        quantity's; decoding all 27 columns of a chunk costs 6x more)."""
+        quantity's; decoding all 27 columns of a chunk costs 6x more). ``exact``: where a
+        row lies exactly at a cut, the row before it is not needed (simple bounding values
+        take the row at the boundary) and its chunk is not decoded for it."""
         if not cuts:
             return []
         con = self._reader()
@@ -455,21 +457,23 @@ class SqliteHistoryStore:
                 for i in range(bisect.bisect_left(mins, cut - span), bisect.bisect_left(mins, cut)):
                     if by_min[i][2] >= cut:
                         consider(by_min[i][0])
-                # then the chunk(s) ending last before the cut, unless their rows are all
-                # older than the row before already found (so for the usual, ordered
-                # chunks one chunk per cut is decoded, two when a chunk starts at the cut)
-                i = bisect.bisect_left(maxes, cut) - 1
-                last = maxes[i] if i >= 0 else None
-                while i >= 0 and maxes[i] == last:
-                    if before is None or last >= before[0][0]:
-                        consider(by_max[i][0])
-                    i -= 1
+                # then the chunk(s) starting first at or after the cut, and those ending
+                # last before it, unless their rows cannot beat the rows already found (so
+                # for the usual, ordered chunks one chunk per cut is decoded; two when a
+                # chunk starts at the cut, unless ``exact``)
                 i = bisect.bisect_left(mins, cut)
                 first = mins[i] if i < len(mins) else None
                 while i < len(mins) and mins[i] == first:
                     if after is None or first <= after[0][0]:
                         consider(by_min[i][0])
                     i += 1
+                if not (exact and after is not None and after[0][0] == cut):
+                    i = bisect.bisect_left(maxes, cut) - 1
+                    last = maxes[i] if i >= 0 else None
+                    while i >= 0 and maxes[i] == last:
+                        if before is None or last >= before[0][0]:
+                            consider(by_max[i][0])
+                        i -= 1
                 for pick in (before, after):
                     if pick is not None and pick[0] not in found:
                         key, cols, j = pick

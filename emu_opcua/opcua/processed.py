@@ -204,10 +204,10 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
             if read_around is not None:
                 meter = job.meter
 
-                def bounding(cuts, meter=meter, columns=columns):
-                    return read_around(meter, cuts, columns=columns)
+                def bounding(cuts, exact=False, meter=meter, columns=columns):
+                    return read_around(meter, cuts, columns=columns, exact=exact)
             else:
-                def bounding(cuts, source=source):
+                def bounding(cuts, exact=False, source=source):
                     return pr.bounding_rows(source, cuts)
             tuples = None
             if read_tuples is not None:

@@ -115,11 +115,11 @@ def test_bounds_only_reads_give_the_same_results(aggregate, tmp_path):
         store.append_tuples(series, [(r.timestamp, r.index, r.status, *r.raw) for r in rows], None)
         source = ListRows(rows)
 
-        def around(cuts):
+        def around(cuts, exact=False):
             return store.read_around("m", cuts)
 
-        def around_columns(cuts):  # only the quantity's columns decoded
-            return store.read_around("m", cuts, columns=(0,))
+        def around_columns(cuts, exact=False):  # only the quantity's columns decoded, exact cuts
+            return store.read_around("m", cuts, columns=(0,), exact=exact)
 
         for start, end, interval in ((T0 * 1000, T0 * 1000 + 5 * DAY, DAY), (T0 * 1000 + 5 * DAY, T0 * 1000, DAY),
                                      (T0 * 1000 - DAY + 1500, T0 * 1000 + 9 * DAY, 3_600_000 * 7 + 0.5)):
@@ -134,7 +134,7 @@ def test_bounds_only_reads_give_the_same_results(aggregate, tmp_path):
 
             got, _ = pr.read_processed(source, ENERGY, request, limit=10_000, tuples=tuples)
             assert got == expected
-            for bounding in (around, around_columns, lambda cuts: pr.bounding_rows(source, cuts)):
+            for bounding in (around, around_columns, lambda cuts, exact: pr.bounding_rows(source, cuts)):
                 got, _ = pr.read_processed(source, ENERGY, request, limit=10_000, bounding=bounding)
                 assert got == expected
                 paged, offset = [], 0
@@ -167,6 +167,15 @@ def test_read_around_finds_the_rows_two_reads_would(tmp_path):
                 expected[r.position] = r
         want = [expected[k] for k in sorted(expected)]
         assert store.read_around("m", cuts) == want
+        # exact: where a row lies at the cut, the row before may be left out; nothing else
+        exact = {r.position for r in store.read_around("m", cuts, exact=True)}
+        assert exact <= set(expected)
+        for cut in cuts:
+            at = store.read("m", cut, MAX_SECONDS, limit=1)
+            before = store.read("m", MIN_SECONDS, cut, limit=1, reverse=True)
+            assert not at or at[0].position in exact
+            if before and not (at and at[0].timestamp == cut):
+                assert before[0].position in exact
         # only some columns: those as stored, the others 0
         some = store.read_around("m", cuts, columns=(0, P_COL))
         assert [r.position for r in some] == [r.position for r in want]
