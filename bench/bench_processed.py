@@ -156,7 +156,7 @@ def in_process(store) -> list[tuple[str, float, int]]:
         "bounding rows, store.read_around (all columns)": lambda cuts, exact: store.read_around(meter, cuts),
         "bounding rows, store.read_around (the quantity's columns)":
             lambda cuts, exact: store.read_around(meter, cuts, columns=(E_COL,)),
-        "bounding rows, read_around (the quantity's columns, exact cuts)":
+        "bounding rows, read_around (its columns, exact boundaries)":
             lambda cuts, exact: store.read_around(meter, cuts, columns=(E_COL,), exact=exact),
     }
     out, reference = [], None
