@@ -4,7 +4,8 @@ straight into the store), with asyncua's client and node-opcua's.
 One fleet of two simulated meters and one gateway serve the module. The store holds, for
 ``boiler``: rows every 900 s from T0 (active power total = 1000 W * i, energy import T1 =
 1000 Wh * i), one row with "clock not synchronised", one with "power outage", and five
-rows sharing one timestamp (a clock set back); for ``hall``: rows from T0 + 1 day.
+rows sharing one timestamp (a clock set back); for ``hall``: rows from T0 + 1 day, and a
+second series (a replaced meter) from T0 + 3 days.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ async def setup(tmp_path_factory):
     store = SqliteHistoryStore.in_directory(tmp_path_factory.mktemp("data"))
     put(store, "boiler", boiler_rows())
     put(store, "hall", [raw_row(T0 + 86_400 + i * STEP, i, 1, 1) for i in range(3)])
+    # hall's meter replaced by a used one: a second series from T0 + 3 days, counter at 50 kWh
+    put(store, "hall", [raw_row(T0 + 3 * 86_400 + i * STEP, i, 2000, 50_000 + 1000 * i, series=2)
+                        for i in range(8)])
     async with Fleet(FleetConfig(meters=2, history_days=0.05, control_port=None)) as fleet:
         p = fleet.ports()
         config = ServerConfig(
@@ -585,3 +589,22 @@ async def test_aggregate_functions_folders_list_what_is_served(setup: Setup):
             (config,) = await client.get_node(setup.q(meter, code)).get_referenced_nodes(
                 ua.ObjectIds.HasHistoricalConfiguration)
             assert await listed(await config.get_child("0:AggregateFunctions")) == expected
+
+
+async def test_processed_consumption_is_never_differenced_across_a_meter_replacement(setup: Setup):
+    energy = setup.q("hall", "active_energy_import_t1")
+    day = 86_400
+    # the days between the old meter's last row and the new one's first: no consumption
+    # (a used meter's 50 kWh are not consumed energy), Bad with the Calculated bit
+    (r,) = await setup.history(processed(dt(T0 + day), dt(T0 + 3 * day), day * 1000,
+                                         AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [None, None]
+    assert statuses(r) == [ua.StatusCodes.Bad | 0x401] * 2
+    # the new meter's own consumption is computed as usual
+    (r,) = await setup.history(processed(dt(T0 + 3 * day), dt(T0 + 3 * day + 4 * STEP), 0,
+                                         AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [4.0] and statuses(r) == [GOOD_CALCULATED]
+    # power is not a counter: its Average across the replacement is the rows' mean
+    (r,) = await setup.history(processed(dt(T0 + day), dt(T0 + 3 * day + 2 * STEP), 0,
+                                         AGG.AggregateFunction_Average), [setup.q("hall", "active_power_total")])
+    assert values(r) == [pytest.approx((3 * 0.001 + 2 * 2.0) / 5)]
