@@ -70,8 +70,8 @@ def _aggregate(node_id: ua.NodeId) -> str | int:
 
 
 class _Job:
-    __slots__ = ("node_id", "meter", "converter", "aggregate", "config", "offset", "fingerprint", "page",
-                 "error")
+    __slots__ = ("node_id", "meter", "converter", "aggregate", "config", "request", "offset", "fingerprint",
+                 "page", "error")
 
     def __init__(self, node_id: ua.NodeId) -> None:
         self.node_id = node_id
@@ -79,6 +79,7 @@ class _Job:
         self.converter = None
         self.aggregate = ""
         self.config: AggregateConfiguration | None = None
+        self.request: pr.ProcessedRequest | None = None
         self.offset = 0
         self.fingerprint = b""
         self.page: Any = None
@@ -169,7 +170,7 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
         job.aggregate = name
         job.config = _node_config(service, job.meter, rv.NodeId) if use_defaults else own_config
         try:
-            job.page = pr.ProcessedRequest(name, start, end, interval, job.config)
+            job.request = pr.ProcessedRequest(name, start, end, interval, job.config)
         except AggregateInvalidInputs:
             job.error = _SC.BadAggregateInvalidInputs
             continue
@@ -194,7 +195,7 @@ async def read_processed(service: HistoryService, params: ua.HistoryReadParamete
         for job in jobs:
             if job.error is not None:
                 continue
-            request: pr.ProcessedRequest = job.page
+            request = job.request
             quantity = job.converter.quantity
             counter = quantity.group == "energy"
             columns = tuple(c - 5 for c in quantity.datalog.columns)  # CSV column -> raw index
