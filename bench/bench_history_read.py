@@ -123,7 +123,8 @@ class RowsInMemory:
 
 # --- servers ---------------------------------------------------------------------------------------
 async def our_server(store, port: int):
-    from emu_opcua.opcua import history, localization
+    from emu_opcua.opcua import history, localization, services
+    from emu_opcua.opcua.methods import MethodRegistry
     from emu_opcua.opcua.model import MeterModel
     from emu_opcua.opcua.serve import GatewaySession
 
@@ -131,8 +132,10 @@ async def our_server(store, port: int):
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    session_services = services.Services(services.ServiceSettings(), MethodRegistry())
+    await services.install(server, session_services)
     model = await MeterModel.build(server, [METER], history=True)
-    localization.install(server, model, session_class=GatewaySession)
+    localization.install(server, model, session_services, session_class=GatewaySession)
     await history.install(server, model, store)
     await server.start()
     return server, model.quantity(METER, QUANTITY.code)

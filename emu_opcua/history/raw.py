@@ -435,12 +435,12 @@ def _at(source: RowSource, convert: RowConverter, t: int, simple: bool, step: bo
 
 
 # --- continuation points as bytes --------------------------------------------------------------
-#: magic, version, kind (1 raw, 2 at-time), phase, has-position, position (timestamp,
+#: magic, version, kind (1 raw, 2 at-time, 3 processed), phase, has-position, position (timestamp,
 #: series, index) or at-time offset, request fingerprint, nonce
 _CURSOR = struct.Struct(">2sBBBBqqq8s8s")
 _MAGIC = b"EH"
 _VERSION = 1
-KIND_RAW, KIND_AT_TIME = 1, 2
+KIND_RAW, KIND_AT_TIME, KIND_PROCESSED = 1, 2, 3
 
 
 @frozen
@@ -449,7 +449,7 @@ class ContinuationState:
 
     kind: int
     cursor: Cursor | None  # raw reads
-    offset: int  # at-time reads: the index of the next requested time
+    offset: int  # at-time reads: the index of the next requested time; processed: of the next interval
     fingerprint: bytes  # 8 bytes identifying the request (node and details)
     nonce: bytes  # 8 bytes making every point unique (single use)
 
@@ -473,10 +473,10 @@ def decode_continuation(data: bytes) -> ContinuationState:
     if len(data) != _CURSOR.size:
         raise ValueError(f"continuation point of {len(data)} bytes, expected {_CURSOR.size}")
     magic, version, kind, phase, has_last, a, b, c, fingerprint, nonce = _CURSOR.unpack(data)
-    if magic != _MAGIC or version != _VERSION or kind not in (KIND_RAW, KIND_AT_TIME) \
+    if magic != _MAGIC or version != _VERSION or kind not in (KIND_RAW, KIND_AT_TIME, KIND_PROCESSED) \
             or phase > DONE or has_last > 1:
         raise ValueError("not a continuation point of this server")
-    if kind == KIND_AT_TIME:
+    if kind in (KIND_AT_TIME, KIND_PROCESSED):
         return ContinuationState(kind, None, a, fingerprint, nonce)
     last = RowPosition(a, b, c) if has_last else None
     return ContinuationState(kind, Cursor(phase, last), 0, fingerprint, nonce)

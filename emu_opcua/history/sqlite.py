@@ -33,6 +33,7 @@ SQLite wants); reads use one connection per thread, so readers never wait for th
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import json
@@ -97,8 +98,8 @@ INSERT OR IGNORE INTO meta VALUES ('schema', '{_SCHEMA_VERSION}');
 """
 
 # --- packing ------------------------------------------------------------------------------
-_sub, _xor, _lshift, _rshift, _and, _neg = (
-    operator.sub, operator.xor, operator.lshift, operator.rshift, operator.and_, operator.neg)
+_sub, _xor, _lshift, _rshift, _and, _neg, _or = (
+    operator.sub, operator.xor, operator.lshift, operator.rshift, operator.and_, operator.neg, operator.or_)
 _repeat = itertools.repeat
 _accumulate = itertools.accumulate
 
@@ -134,6 +135,49 @@ def unpack_rows(blob: bytes, n: int) -> list[tuple[int, ...]]:
     deltas = list(map(_xor, map(_rshift, zz, _repeat(1)), map(_neg, map(_and, zz, _repeat(1)))))
     cols = [_accumulate(deltas[c * n:(c + 1) * n]) for c in range(ROW_WIDTH)]
     return list(zip(*cols))
+
+
+def unpack_columns(blob: bytes, n: int, columns: Sequence[int]) -> list[list[int]]:
+    """Only ``columns`` (positions in a packed row: 0 timestamp, 1 index, 2 status, 3..
+    the datalog's columns) of the rows :func:`pack_rows` packed: each column is its own
+    delta run, so the others need not be decoded (the blob is still inflated whole)."""
+    if not n:
+        return [[] for _ in columns]
+    planes = zlib.decompress(blob)
+    count = n * ROW_WIDTH
+    if len(planes) != count * 8:
+        raise StoreError(f"a history chunk is damaged ({len(planes)} bytes for {n} rows)")
+    out = []
+    zero = bytes(n)
+    for c in columns:
+        zz: list[int] | None = None
+        for i in range(8):  # small deltas leave the high byte planes zero: skipped
+            start = i * count + c * n
+            plane = planes[start:start + n]
+            if plane == zero:
+                continue
+            part = map(_lshift, plane, _repeat(8 * i)) if i else plane
+            zz = list(part) if zz is None else list(map(_or, zz, part))
+        if zz is None:
+            out.append([0] * n)
+            continue
+        out.append(list(_accumulate(map(_xor, map(_rshift, zz, _repeat(1)), map(_neg, map(_and, zz, _repeat(1)))))))
+    return out
+
+
+def _sparse(columns: Sequence[int]):
+    """values of ``columns`` -> a full raw tuple with 0 in the other columns."""
+    if len(columns) == 1:
+        (c,) = columns
+        head, tail = (0,) * c, (0,) * (RAW_COLUMNS - c - 1)
+        return lambda values: head + values + tail
+
+    def full(values: tuple[int, ...]) -> tuple[int, ...]:
+        raw = [0] * RAW_COLUMNS
+        for c, v in zip(columns, values):
+            raw[c] = v
+        return tuple(raw)
+    return full
 
 
 def row_tuple(row: DatalogRow) -> tuple[int, ...]:
@@ -273,17 +317,28 @@ class SqliteHistoryStore:
         return con.execute("SELECT id, span FROM series WHERE meter=? ORDER BY id", (meter,)).fetchall()
 
     def read(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
-             limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
+             limit: int | None = None, reverse: bool = False,
+             columns: Sequence[int] | None = None) -> list[StoredRow]:
+        """``columns``: only these datalog columns (indices into ``StoredRow.raw``) are
+        decoded, the others read 0 (a processed read needs one quantity's: 3x cheaper)."""
+        return [StoredRow(t, sid, idx, status, raw) for t, sid, idx, status, raw in
+                self.read_tuples(meter, start, end, after=after, limit=limit, reverse=reverse, columns=columns)]
+
+    def read_tuples(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
+                    limit: int | None = None, reverse: bool = False,
+                    columns: Sequence[int] | None = None) -> list[tuple[int, int, int, int, tuple[int, ...]]]:
+        """:meth:`read` as plain ``(timestamp, series id, index, status, raw)`` tuples: for
+        reads of many rows (building a StoredRow costs as much as decoding its columns)."""
         if limit is not None and limit <= 0:
             return []
         con = self._reader()
         con.execute("BEGIN")  # one snapshot for every series and chunk
         try:
-            return self._read(con, meter, start, end, after, limit, reverse)
+            return self._read(con, meter, start, end, after, limit, reverse, columns)
         finally:
             con.execute("COMMIT")
 
-    def _read(self, con, meter, start, end, after, limit, reverse) -> list[StoredRow]:
+    def _read(self, con, meter, start, end, after, limit, reverse, columns=None) -> list[tuple]:
         lo, hi = start, end  # timestamps wanted: lo <= t < hi
         if after is not None:
             if reverse:
@@ -309,6 +364,9 @@ class SqliteHistoryStore:
             cursors[0] if cursors else ())
         found: list[tuple[int, int, int, int, tuple[int, ...]]] = []
         key_after = None if after is None else (after.timestamp, after.series_id, after.index)
+        if columns is not None:
+            wanted = [0, 1, 2, *(3 + c for c in columns)]
+            sparse = _sparse(columns)
         for order_key, _other, sid, n, data in chunks:
             if limit is not None and len(found) >= limit:
                 found.sort(reverse=reverse)
@@ -317,17 +375,125 @@ class SqliteHistoryStore:
                 # later chunks hold rows at or after (reverse: at or before) order_key
                 if (not reverse and order_key > boundary) or (reverse and -order_key < boundary):
                     break
-            for r in unpack_rows(data, n):
-                t = r[0]
+            if columns is None:
+                rows: Any = ((r[0], r[1], r[2], r[3:]) for r in unpack_rows(data, n))
+            else:
+                cols = unpack_columns(data, n, wanted)
+                rows = zip(cols[0], cols[1], cols[2], map(sparse, zip(*cols[3:])))
+            for t, idx, status, raw in rows:
                 if lo <= t < hi:
-                    k = (t, sid, r[1])
+                    k = (t, sid, idx)
                     if key_after is not None and (k <= key_after if not reverse else k >= key_after):
                         continue
-                    found.append((t, sid, r[1], r[2], r[3:]))
+                    found.append((t, sid, idx, status, raw))
         found.sort(reverse=reverse)
         if limit is not None:
             del found[limit:]
-        return [StoredRow(t, sid, idx, status, raw) for t, sid, idx, status, raw in found]
+        return found
+
+    def read_around(self, meter: str, cuts: Sequence[int], *,
+                    columns: Sequence[int] | None = None, exact: bool = False) -> list[StoredRow]:
+        """For each cut (unix seconds): the last row with ``timestamp < cut`` and the first
+        with ``timestamp >= cut`` (in :class:`RowPosition` order, every series); each row
+        once, ascending. The same rows as two :meth:`read` calls per cut (limit 1, one of
+        them reversed), but only the chunks holding them are decoded: the bounding values
+        of processed reads (DeltaBounds over a month touches 2 chunks, not 23).
+
+        ``columns``: only these datalog columns (indices into ``StoredRow.raw``) are
+        decoded, the others read 0 in the rows returned (a processed read needs one
+        quantity's; decoding all 27 columns of a chunk costs 6x more). ``exact``: where a
+        row lies exactly at a cut, the row before it is not needed (simple bounding values
+        take the row at the boundary) and its chunk is not decoded for it."""
+        if not cuts:
+            return []
+        con = self._reader()
+        con.execute("BEGIN")
+        try:
+            meta = con.execute(
+                "SELECT c.id, c.t_min, c.t_max FROM chunk c JOIN series s ON c.series_id = s.id "
+                "WHERE s.meter=?", (meter,)).fetchall()
+            if not meta:
+                return []
+            span = max(t_max - t_min for _id, t_min, t_max in meta)
+            by_min = sorted(meta, key=operator.itemgetter(1))
+            mins = [m[1] for m in by_min]
+            by_max = sorted(meta, key=operator.itemgetter(2))
+            maxes = [m[2] for m in by_max]
+            # chunk id -> (series id, its columns wanted, in RowPosition order), decoded once
+            decoded: dict[int, tuple[int, list[list[int]]]] = {}
+            wanted_columns = list(range(ROW_WIDTH)) if columns is None else [0, 1, 2, *(3 + c for c in columns)]
+            found: dict[tuple[int, int, int], StoredRow] = {}
+
+            def chunk(cid: int) -> tuple[int, list[list[int]]]:
+                got = decoded.get(cid)
+                if got is None:
+                    sid, n, data = con.execute("SELECT series_id, n, data FROM chunk WHERE id=?", (cid,)).fetchone()
+                    cols = unpack_columns(data, n, wanted_columns)
+                    ts, idx = cols[0], cols[1]
+                    if not all(map(operator.le, ts, ts[1:])):  # a clock set back: (timestamp, index) order
+                        order = sorted(range(n), key=lambda j: (ts[j], idx[j]))
+                        cols = [[col[j] for j in order] for col in cols]
+                    got = decoded[cid] = (sid, cols)
+                return got
+
+            for cut in cuts:
+                before = after = None  # (position key, columns, row number)
+
+                def consider(cid: int) -> None:
+                    nonlocal before, after
+                    sid, cols = chunk(cid)
+                    ts = cols[0]
+                    i = bisect.bisect_left(ts, cut)
+                    if i:
+                        key = (ts[i - 1], sid, cols[1][i - 1])
+                        if before is None or key > before[0]:
+                            before = (key, cols, i - 1)
+                    if i < len(ts):
+                        key = (ts[i], sid, cols[1][i])
+                        if after is None or key < after[0]:
+                            after = (key, cols, i)
+
+                # chunks holding rows on both sides of the cut (t_min < cut <= t_max) first
+                for i in range(bisect.bisect_left(mins, cut - span), bisect.bisect_left(mins, cut)):
+                    if by_min[i][2] >= cut:
+                        consider(by_min[i][0])
+                # then the chunk(s) starting first at or after the cut, and those ending
+                # last before it, unless their rows cannot beat the rows already found (so
+                # for the usual, ordered chunks one chunk per cut is decoded; two when a
+                # chunk starts at the cut, unless ``exact``)
+                i = bisect.bisect_left(mins, cut)
+                first = mins[i] if i < len(mins) else None
+                while i < len(mins) and mins[i] == first:
+                    if after is None or first <= after[0][0]:
+                        consider(by_min[i][0])
+                    i += 1
+                if not (exact and after is not None and after[0][0] == cut):
+                    i = bisect.bisect_left(maxes, cut) - 1
+                    last = maxes[i] if i >= 0 else None
+                    while i >= 0 and maxes[i] == last:
+                        if before is None or last >= before[0][0]:
+                            consider(by_max[i][0])
+                        i -= 1
+                for pick in (before, after):
+                    if pick is not None and pick[0] not in found:
+                        key, cols, j = pick
+                        if columns is None:
+                            raw = tuple(col[j] for col in cols[3:])
+                        else:
+                            full = [0] * RAW_COLUMNS
+                            for c, col in zip(columns, cols[3:]):
+                                full[c] = col[j]
+                            raw = tuple(full)
+                        found[key] = StoredRow(key[0], key[1], key[2], cols[2][j], raw)
+        finally:
+            con.execute("COMMIT")
+        return [found[k] for k in sorted(found)]
+
+    def series_extents(self, meter: str) -> list[tuple[int, int, int]]:
+        """(series id, oldest, newest row timestamp) of every series of ``meter`` with rows."""
+        return self._reader().execute(
+            "SELECT c.series_id, min(c.t_min), max(c.t_max) FROM chunk c JOIN series s ON c.series_id = s.id "
+            "WHERE s.meter=? GROUP BY c.series_id ORDER BY c.series_id", (meter,)).fetchall()
 
     def extent(self, meter: str) -> tuple[StoredRow, StoredRow] | None:
         oldest = self.read(meter, -(1 << 62), 1 << 62, limit=1)

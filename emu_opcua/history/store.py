@@ -84,10 +84,23 @@ class HistoryStore(Protocol):
 
     # --- reading -------------------------------------------------------------------------
     def read(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
-             limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
+             limit: int | None = None, reverse: bool = False,
+             columns: Sequence[int] | None = None) -> list[StoredRow]:
         """Rows of every series of ``meter`` with ``start <= timestamp < end`` in
         :class:`RowPosition` order (descending when ``reverse``), strictly after (before,
-        when reversed) ``after`` when given, at most ``limit``."""
+        when reversed) ``after`` when given, at most ``limit``. ``columns``: only these
+        indices of ``raw`` are needed (the others may read 0)."""
+
+    def read_around(self, meter: str, cuts: Sequence[int], *, columns: Sequence[int] | None = None,
+                    exact: bool = False) -> list[StoredRow]:
+        """For each cut: the last row with ``timestamp < cut`` and the first with
+        ``timestamp >= cut`` in :class:`RowPosition` order; each row once, ascending
+        (the bounding rows of processed reads, without reading what lies between).
+        ``columns`` as for :meth:`read`; ``exact``: the row before a cut may be left out
+        where a row lies exactly at it."""
+
+    def series_extents(self, meter: str) -> list[tuple[int, int, int]]:
+        """(series id, oldest, newest row timestamp) of each series of ``meter`` with rows."""
 
     def extent(self, meter: str) -> tuple[StoredRow, StoredRow] | None:
         """The oldest and the newest row of ``meter`` in read order, or None when empty."""

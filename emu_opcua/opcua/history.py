@@ -9,9 +9,9 @@ The rules are in :mod:`emu_opcua.history.raw` (sans-IO); this module maps them t
   (:class:`HistorySessionMixin`), which keeps continuation points per session.
 - **Dispatch by details type** (:meth:`HistoryService.register`): ReadRawModifiedDetails
   (raw; IsReadModified -> Bad_HistoryOperationUnsupported) and ReadAtTimeDetails here;
-  ReadProcessedDetails (the aggregates engine of ``emu_opcua.history.aggregates``) and
-  ReadEventDetails (logbook events) answer Bad_HistoryOperationUnsupported until their
-  handlers are registered.
+  ReadProcessedDetails in :mod:`emu_opcua.opcua.processed` (registered by :func:`install`);
+  ReadEventDetails (logbook events) answers Bad_HistoryOperationUnsupported until its
+  handler is registered.
 - **Continuation points** (:class:`ContinuationPoints`): opaque bytes (the cursor, a
   fingerprint of node and details, a random nonce), valid only while listed in the
   session's table: single use, at most ``max_points`` per session (the oldest is
@@ -24,7 +24,8 @@ The rules are in :mod:`emu_opcua.history.raw` (sans-IO); this module maps them t
 - **Nodes.** Each historized variable (every quantity the datalog carries) has
   Historizing true, HistoryRead in AccessLevel and UserAccessLevel, and an
   ``HA Configuration`` object (HasHistoricalConfiguration) with Stepped, StartOfArchive,
-  StartOfOnlineArchive and AggregateConfiguration (OPC 10000-13 defaults): one per meter
+  StartOfOnlineArchive, AggregateConfiguration (OPC 10000-13 defaults) and an
+  AggregateFunctions folder (the 37 aggregates ReadProcessed computes): one per meter
   for its stepped variables, one for its sloped ones (``<meter>.HAConfiguration.Stepped``
   / ``.Sloped``; one per variable would nearly double a meter's nodes). They are part of
   the meter template of ``model.py``, so every meter after the first shares their
@@ -32,7 +33,9 @@ The rules are in :mod:`emu_opcua.history.raw` (sans-IO); this module maps them t
   that finds the meter in the node id and asks the store for its oldest row.
 - **Server capabilities**: HistoryServerCapabilities (AccessHistoryDataCapability,
   MaxReturnDataValues, ServerTimestampSupported, every insert/replace/update/delete
-  false) and ServerCapabilities/MaxHistoryContinuationPoints.
+  false), ServerCapabilities/MaxHistoryContinuationPoints, and both AggregateFunctions
+  folders (ServerCapabilities, HistoryServerCapabilities) referencing the 37
+  AggregateFunction objects of ns=0.
 
 ServerTimestamp: the store keeps no time of arrival, so a value's ServerTimestamp is its
 row's time, the same as its SourceTimestamp.
@@ -68,6 +71,7 @@ from emu_opcua.history.raw import (
 from emu_opcua.history.store import HistoryStore
 from emu_opcua.meter.catalogue import Quantity
 from emu_opcua.meter.datalog import DATALOG_QUANTITIES
+from emu_opcua.opcua import processed
 
 if TYPE_CHECKING:
     from emu_opcua.opcua.model import MeterModel
@@ -152,7 +156,16 @@ def configuration_items(variable: ua.NodeId, meter: str, stepped: bool) -> list[
         _property(nid("StartOfArchive"), config, "StartOfArchive", ua.ObjectIds.UtcTime, V(None, T.DateTime)),
         _property(nid("StartOfOnlineArchive"), config, "StartOfOnlineArchive", ua.ObjectIds.UtcTime,
                   V(None, T.DateTime)),
+        # the aggregates served (OPC 10000-13 4.2.2.1); its references: configuration_function_references
+        processed.folder_item(nid("AggregateFunctions"), config),
     ]
+
+
+def configuration_function_references(config: ua.NodeId) -> list[ua.AddReferencesItem]:
+    """The references of an HA Configuration's AggregateFunctions folder to the
+    AggregateFunction objects of every aggregate served (ReadProcessed)."""
+    return processed.function_references(ua.NodeId(f"{config.Identifier}.AggregateFunctions",
+                                                   config.NamespaceIndex))
 
 
 def configuration_references(variable: ua.NodeId, config: ua.NodeId) -> list[ua.AddReferencesItem]:
@@ -421,10 +434,15 @@ class HistoryService(HistoryManager):
             return ua.HistoryData(DataValues=_data_values(values, timestamps))
         return ua.ExtensionObject(TypeId=_HISTORY_DATA_ID, Body=self._encoders[timestamps].encode(values))
 
-    def source(self, meter: str) -> raw.RowSource:
+    def source(self, meter: str, columns: Sequence[int] | None = None) -> raw.RowSource:
         """``meter``'s rows as a :class:`~emu_opcua.history.raw.RowSource` (call it in a worker
-        thread: :meth:`run`)."""
+        thread: :meth:`run`); ``columns``: only these raw columns are needed."""
         read = self.store.read
+        if columns is not None:
+            def only(start: int, end: int, *, after=None, limit=None, reverse=False):
+                return read(meter, start, end, after=after, limit=limit, reverse=reverse, columns=columns)
+
+            return only
 
         def source(start: int, end: int, *, after=None, limit=None, reverse=False):
             return read(meter, start, end, after=after, limit=limit, reverse=reverse)
@@ -582,6 +600,7 @@ async def install(server: Server, model: MeterModel, store: HistoryStore | None,
                 nodes[node_id] = (meter, _QUANTITY[code])
     service = HistoryService(iserver, store, nodes, max_values=max_values,
                              max_continuation_points=max_continuation_points)
+    processed.register(service)
     old = iserver.history_manager
     service.storage = old.storage
     iserver.history_manager = service
@@ -593,6 +612,11 @@ async def install(server: Server, model: MeterModel, store: HistoryStore | None,
         max_continuation_points, ua.VariantType.UInt16)
     for node, (value, vt) in values.items():
         await server.write_attribute_value(ua.NodeId(node), ua.DataValue(ua.Variant(value, vt)))
+    if store is not None:  # Server's AggregateFunctions folders: what ReadProcessed computes
+        results = await server.get_objects_node().session.add_references(processed.server_function_references())
+        for result in results:
+            if not result.is_good() and result.value != ua.StatusCodes.BadDuplicateReferenceNotAllowed:
+                raise ValueError(f"cannot list the aggregate functions: {result.name}")
     # the archive-start properties of the first meter are every meter's (their attributes
     # are shared by the model's template); one callback answers for all, by node id
     if model.meters and store is not None:

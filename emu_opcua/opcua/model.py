@@ -296,6 +296,8 @@ def _meter_items(name: str, idx: int, folder: ua.NodeId, items: list[ua.AddNodes
                     config_items = hist.configuration_items(member_id, name, stepped)
                     items.extend(config_items)
                     config = shared_configurations[stepped] = config_items[0].RequestedNewNodeId
+                    if references is not None:
+                        references.extend(hist.configuration_function_references(config))
                 else:
                     if references is None:
                         raise ValueError("history needs a list for the references")

@@ -4,7 +4,8 @@ straight into the store), with asyncua's client and node-opcua's.
 One fleet of two simulated meters and one gateway serve the module. The store holds, for
 ``boiler``: rows every 900 s from T0 (active power total = 1000 W * i, energy import T1 =
 1000 Wh * i), one row with "clock not synchronised", one with "power outage", and five
-rows sharing one timestamp (a clock set back); for ``hall``: rows from T0 + 1 day.
+rows sharing one timestamp (a clock set back); for ``hall``: rows from T0 + 1 day, and a
+second series (a replaced meter) from T0 + 3 days.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ STEP = 900
 N = 40
 TIE = T0 + 50 * STEP  # five rows at one time (indices 100..104), after the regular ones
 MAX_POINTS = 3
+MAX_RETURN = 10_000  # the server default (MaxReturnDataValues)
 
 P_COL, E_COL = 13 - 5, 5 - 5  # active power total [W], energy import T1 [Wh]
 
@@ -111,6 +113,9 @@ async def setup(tmp_path_factory):
     store = SqliteHistoryStore.in_directory(tmp_path_factory.mktemp("data"))
     put(store, "boiler", boiler_rows())
     put(store, "hall", [raw_row(T0 + 86_400 + i * STEP, i, 1, 1) for i in range(3)])
+    # hall's meter replaced by a used one: a second series from T0 + 3 days, counter at 50 kWh
+    put(store, "hall", [raw_row(T0 + 3 * 86_400 + i * STEP, i, 2000, 50_000 + 1000 * i, series=2)
+                        for i in range(8)])
     async with Fleet(FleetConfig(meters=2, history_days=0.05, control_port=None)) as fleet:
         p = fleet.ports()
         config = ServerConfig(
@@ -249,15 +254,11 @@ async def test_many_nodes_one_request_each_with_its_own_result(setup: Setup):
     assert results[5].StatusCode.is_good() and len(values(results[5])) == N + 5
 
 
-async def test_read_modified_and_processed_are_unsupported(setup: Setup):
+async def test_read_modified_is_unsupported(setup: Setup):
     power = setup.q("boiler", "active_power_total")
     d = raw_details(dt(T0), dt(T0 + STEP))
     d.IsReadModified = True
     (r,) = await setup.history(d, [power])
-    assert r.StatusCode.value == ua.StatusCodes.BadHistoryOperationUnsupported
-    processed = ua.ReadProcessedDetails(StartTime=dt(T0), EndTime=dt(T0 + 3600), ProcessingInterval=900_000,
-                                        AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)])
-    (r,) = await setup.history(processed, [power])
     assert r.StatusCode.value == ua.StatusCodes.BadHistoryOperationUnsupported
 
 
@@ -449,3 +450,161 @@ async def test_the_servers_internal_session_gets_history_objects(setup: Setup):
     history = await node.read_raw_history(dt(T0), dt(T0 + 3 * STEP), return_bounds=False)
     assert [dv.Value.Value for dv in history] == [0.0, 1.0, 2.0]
     assert [dv.SourceTimestamp for dv in history] == [dt(T0 + i * STEP) for i in range(3)]
+
+
+# --- ReadProcessed ----------------------------------------------------------------------------
+AGG = ua.ObjectIds
+GOOD_CALCULATED = 0x401  # Good, InfoType DataValue, historian bit Calculated
+UNCERTAIN_CALCULATED = ua.StatusCodes.UncertainDataSubNormal | 0x401
+
+
+def processed(start, end, interval_ms, *aggregates, config=None) -> ua.ReadProcessedDetails:
+    d = ua.ReadProcessedDetails(StartTime=start, EndTime=end, ProcessingInterval=interval_ms,
+                                AggregateType=[ua.NodeId(a) for a in aggregates])
+    if config is not None:
+        d.AggregateConfiguration = config
+    return d
+
+
+def statuses(result: ua.HistoryReadResult) -> list[int]:
+    return [dv.StatusCode.value for dv in result.HistoryData.DataValues]
+
+
+async def test_processed_several_nodes_and_aggregates_in_one_request(setup: Setup):
+    # boiler: power i kW and energy i kWh at T0 + i * STEP; row 5 clock not synchronised
+    # (every value Uncertain), row 6 power outage (power Uncertain, energy Good)
+    power, energy = setup.q("boiler", "active_power_total"), setup.q("boiler", "active_energy_import_t1")
+    d = processed(dt(T0), dt(T0 + 8 * STEP), 4 * STEP * 1000, AGG.AggregateFunction_Maximum,
+                  AGG.AggregateFunction_DeltaBounds, AGG.AggregateFunction_Count, AGG.AggregateFunction_Delta)
+    r_max, r_bounds, r_count, r_delta = await setup.history(d, [power, energy, power, energy])
+    assert times(r_max) == times(r_bounds) == [T0, T0 + 4 * STEP]
+    assert values(r_max) == [3.0, 7.0]
+    assert values(r_bounds) == [4.0, 4.0]  # the counter at the next interval's start minus at this one's
+    assert statuses(r_bounds) == [GOOD_CALCULATED, GOOD_CALCULATED]
+    assert values(r_delta) == [3.0, 3.0]  # last minus first row inside: one quarter hour short
+    assert statuses(r_delta) == [GOOD_CALCULATED, GOOD_CALCULATED]  # first and last Good: row 5 between
+    assert values(r_count) == [4, 2]
+    assert {dv.Value.VariantType for dv in r_count.HistoryData.DataValues} == {ua.VariantType.Int32}
+    assert statuses(r_count) == [GOOD_CALCULATED, UNCERTAIN_CALCULATED]
+    # interval 0: one interval over the range; end before start: latest first
+    (r,) = await setup.history(processed(dt(T0), dt(T0 + 8 * STEP), 0, AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [8.0] and times(r) == [T0]
+    (r,) = await setup.history(processed(dt(T0 + 8 * STEP), dt(T0), 4 * STEP * 1000,
+                                         AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [4.0, 4.0] and times(r) == [T0 + 8 * STEP, T0 + 4 * STEP]
+
+
+async def test_processed_value_types(setup: Setup):
+    power = setup.q("boiler", "active_power_total")
+    d = processed(dt(T0), dt(T0 + 8 * STEP), 4 * STEP * 1000, AGG.AggregateFunction_AnnotationCount,
+                  AGG.AggregateFunction_WorstQuality, AGG.AggregateFunction_Average)
+    annotations, worst, average = await setup.history(d, [power, power, power])
+    assert values(annotations) == [0, 0]  # the datalog has no annotations
+    assert [dv.Value.VariantType for dv in annotations.HistoryData.DataValues] == [ua.VariantType.Int32] * 2
+    assert [dv.Value.VariantType for dv in worst.HistoryData.DataValues] == [ua.VariantType.StatusCode] * 2
+    assert [v.value for v in values(worst)] == [0, ua.StatusCodes.UncertainConfigurationError]  # row 5
+    assert values(average) == [1.5, 5.5] and statuses(average) == [GOOD_CALCULATED, UNCERTAIN_CALCULATED]
+
+
+async def test_processed_configuration_from_the_node_or_the_request(setup: Setup):
+    power = setup.q("boiler", "active_power_total")
+    # rows 4..7: 2 of 4 Good. The node's configuration (PercentDataGood 100): Uncertain
+    window = (dt(T0 + 4 * STEP), dt(T0 + 8 * STEP), 4 * STEP * 1000, AGG.AggregateFunction_Average)
+    (r,) = await setup.history(processed(*window), [power])
+    assert statuses(r) == [UNCERTAIN_CALCULATED]
+    half = ua.AggregateConfiguration(UseServerCapabilitiesDefaults=False, TreatUncertainAsBad=True,
+                                     PercentDataBad=100, PercentDataGood=50, UseSlopedExtrapolation=False)
+    (r,) = await setup.history(processed(*window, config=half), [power])
+    assert statuses(r) == [GOOD_CALCULATED] and values(r) == [5.5]
+    half.UseServerCapabilitiesDefaults = True  # the request's values are ignored
+    (r,) = await setup.history(processed(*window, config=half), [power])
+    assert statuses(r) == [UNCERTAIN_CALCULATED]
+    rejected = ua.AggregateConfiguration(UseServerCapabilitiesDefaults=False, PercentDataBad=101, PercentDataGood=100)
+    (r,) = await setup.history(processed(*window, config=rejected), [power])
+    assert r.StatusCode.value == ua.StatusCodes.BadAggregateConfigurationRejected
+
+
+async def test_processed_errors(setup: Setup):
+    power, energy = setup.q("boiler", "active_power_total"), setup.q("boiler", "active_energy_import_t1")
+    span = (dt(T0), dt(T0 + 8 * STEP))
+    mismatch = await setup.history(processed(*span, 900_000, AGG.AggregateFunction_Average), [power, energy])
+    assert [r.StatusCode.value for r in mismatch] == [ua.StatusCodes.BadAggregateListMismatch] * 2
+    unknown, fine, plain = await setup.history(
+        processed(*span, 900_000, AGG.Server, AGG.AggregateFunction_Average, AGG.AggregateFunction_Average),
+        [power, power, setup.q("boiler", "power_fail_count")])
+    assert unknown.StatusCode.value == ua.StatusCodes.BadAggregateNotSupported
+    assert fine.StatusCode.is_good() and len(values(fine)) == 8
+    assert plain.StatusCode.value == ua.StatusCodes.BadHistoryOperationUnsupported
+    (r,) = await setup.history(processed(ua.get_win_epoch(), span[1], 900_000, AGG.AggregateFunction_Average), [power])
+    assert r.StatusCode.value == ua.StatusCodes.BadInvalidTimestampArgument
+    for d in (processed(span[0], span[0], 900_000, AGG.AggregateFunction_Average),
+              processed(*span, -1, AGG.AggregateFunction_Average)):
+        (r,) = await setup.history(d, [power])
+        assert r.StatusCode.value == ua.StatusCodes.BadAggregateInvalidInputs
+
+
+async def test_processed_continuation_points(setup: Setup):
+    power = setup.q("boiler", "active_power_total")
+    d = processed(dt(T0), dt(T0 + 8 * STEP), STEP * 1000, AGG.AggregateFunction_Average)
+    (whole,) = await setup.history(d, [power])
+    assert whole.ContinuationPoint is None and len(values(whole)) == 8
+    service = setup.gateway.history_service
+    service.max_values = 3
+    try:
+        got, point, pages = [], None, 0
+        while True:
+            (r,) = await setup.history(d, [power], [point])
+            assert r.StatusCode.is_good()
+            got += r.HistoryData.DataValues
+            pages += 1
+            point = r.ContinuationPoint
+            if point is None:
+                break
+        (again,) = await setup.history(d, [power], [r.ContinuationPoint or b"x" * 42])
+    finally:
+        service.max_values = MAX_RETURN
+    assert pages == 3 and got == whole.HistoryData.DataValues
+    assert again.StatusCode.value == ua.StatusCodes.BadContinuationPointInvalid
+
+
+async def test_aggregate_functions_folders_list_what_is_served(setup: Setup):
+    from emu_opcua.history.aggregates import NODE_IDS
+
+    expected = {ua.NodeId(i) for i in NODE_IDS.values()}
+    assert len(expected) == 37
+
+    async def listed(folder) -> set[ua.NodeId]:
+        assert (await folder.read_browse_name()) == ua.QualifiedName("AggregateFunctions", 0)
+        children = await folder.get_referenced_nodes(ua.ObjectIds.HasComponent, ua.BrowseDirection.Forward)
+        for child in children:
+            assert (await child.read_type_definition()) == ua.NodeId(ua.ObjectIds.AggregateFunctionType)
+        return {c.nodeid for c in children}
+
+    client = setup.client
+    for folder in (ua.ObjectIds.Server_ServerCapabilities_AggregateFunctions,
+                   ua.ObjectIds.HistoryServerCapabilities_AggregateFunctions):
+        assert await listed(client.get_node(folder)) == expected
+    for meter in ("boiler", "hall"):  # hall: a meter copied from the first one's nodes
+        for code in ("active_power_total", "active_energy_import_t1"):
+            (config,) = await client.get_node(setup.q(meter, code)).get_referenced_nodes(
+                ua.ObjectIds.HasHistoricalConfiguration)
+            assert await listed(await config.get_child("0:AggregateFunctions")) == expected
+
+
+async def test_processed_consumption_is_never_differenced_across_a_meter_replacement(setup: Setup):
+    energy = setup.q("hall", "active_energy_import_t1")
+    day = 86_400
+    # the days between the old meter's last row and the new one's first: no consumption
+    # (a used meter's 50 kWh are not consumed energy), Bad with the Calculated bit
+    (r,) = await setup.history(processed(dt(T0 + day), dt(T0 + 3 * day), day * 1000,
+                                         AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [None, None]
+    assert statuses(r) == [ua.StatusCodes.Bad | 0x401] * 2
+    # the new meter's own consumption is computed as usual
+    (r,) = await setup.history(processed(dt(T0 + 3 * day), dt(T0 + 3 * day + 4 * STEP), 0,
+                                         AGG.AggregateFunction_DeltaBounds), [energy])
+    assert values(r) == [4.0] and statuses(r) == [GOOD_CALCULATED]
+    # power is not a counter: its Average across the replacement is the rows' mean
+    (r,) = await setup.history(processed(dt(T0 + day), dt(T0 + 3 * day + 2 * STEP), 0,
+                                         AGG.AggregateFunction_Average), [setup.q("hall", "active_power_total")])
+    assert values(r) == [pytest.approx((3 * 0.001 + 2 * 2.0) / 5)]
