@@ -240,14 +240,16 @@ class EventService:
             return [ua.HistoryReadResult(StatusCode=ua.StatusCode(_SC.BadInvalidTimestampArgument))] * n
         if event_filter is None or not event_filter.SelectClauses:
             return [ua.HistoryReadResult(StatusCode=ua.StatusCode(_SC.BadEventFilterInvalid))] * n
-        reverse = (end is not None and start is not None and end < start) or start is None
         # bounds in whole seconds (events have whole-second times): lo <= t < hi
-        if reverse:  # newest first from start (included) down to end (excluded)
-            hi = (start // 1_000_000 + 1) if start is not None else 1 << 62
-            lo = (end // 1_000_000 + 1) if end is not None else -(1 << 62)
+        never, ceil = 1 << 62, (lambda us: -(-us // 1_000_000))
+        if start is None:  # only an end and a count: newest first, before the end
+            reverse, lo, hi = True, -never, ceil(end)
+        elif end is None:  # only a start and a count
+            reverse, lo, hi = False, ceil(start), never
+        elif end < start:  # newest first from start (included) down to end (excluded)
+            reverse, lo, hi = True, end // 1_000_000 + 1, start // 1_000_000 + 1
         else:
-            lo = -(-start // 1_000_000)
-            hi = -(-end // 1_000_000) if end is not None else 1 << 62
+            reverse, lo, hi = False, ceil(start), ceil(end)
         page = min(count, self.max_values) if count else self.max_values
         key = (start, end, count, repr(event_filter))
         evaluator = OfTypeWhereClauseEvaluator(self.types, self.server.iserver.aspace, event_filter.WhereClause)
