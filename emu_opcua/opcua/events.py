@@ -19,8 +19,11 @@ by sync, or the gateway's own), each of one EmuMeter event type (``nodeset.EVENT
   another type is null). ReceiveTime: when the gateway stored the event is not kept, so
   it is the event's Time from history, the moment of emission live.
 - **Where clauses** are evaluated by asyncua's WhereClauseEvaluator, with OfType
-  answering for subtypes too (asyncua compares the type for equality, so
-  ``OfType(EmuMeterEventType)`` would never match).
+  answering for subtypes too (:class:`SubtypeWhereClauseEvaluator`; asyncua compares the
+  type for equality, so ``OfType(EmuMeterEventType)`` would never match). For live
+  subscriptions asyncua builds its evaluator by name in ``monitored_item_service``:
+  :func:`install` puts ours there (the one patch of asyncua for events; pinned by
+  ``tests/opcua/test_events_history.py``).
 - **History** (OPC 10000-11 6.5.4): a meter object's events from the store, start and
   end time (end before start: newest first), or one of them with NumValuesPerNode;
   at most ``max_values`` (MaxReturnEventValues) per answer, continuation points in the
@@ -146,18 +149,39 @@ class EventFields:
         return [self._field(c) for c in select_clauses]
 
 
-class OfTypeWhereClauseEvaluator(WhereClauseEvaluator):
-    """asyncua's evaluator with OfType true for subtypes too (OPC 10000-4 7.7.3)."""
+def is_subtype(aspace: Any, type_id: ua.NodeId, of: ua.NodeId) -> bool:
+    """Whether ``type_id`` is ``of`` or a subtype of it (HasSubtype in the address space)."""
+    for _ in range(64):  # type hierarchies are shallow; a loop in one is not ours to follow
+        if type_id == of:
+            return True
+        if type_id not in aspace:
+            return False
+        parent = next((r.NodeId for r in aspace[type_id].references
+                       if not r.IsForward and r.ReferenceTypeId == _HAS_SUBTYPE), None)
+        if parent is None:
+            return False
+        type_id = parent
+    return False
 
-    def __init__(self, types: EventTypes, aspace: Any, where: ua.ContentFilter) -> None:
-        super().__init__(log, aspace, where)
-        self._types = types
+
+_HAS_SUBTYPE = ua.NodeId(ua.ObjectIds.HasSubtype)
+
+
+class SubtypeWhereClauseEvaluator(WhereClauseEvaluator):
+    """asyncua's evaluator with OfType true for subtypes too (OPC 10000-4 7.7.3)."""
 
     def _eval_el(self, index: int, event: Any) -> Any:
         el = self.elements[index]
         if el.FilterOperator == ua.FilterOperator.OfType:
-            return self._types.is_a(event.EventType, self._eval_op(el.FilterOperands[0], event))
+            return is_subtype(self._aspace, event.EventType, self._eval_op(el.FilterOperands[0], event))
         return super()._eval_el(index, event)
+
+
+def patch_live_where_clauses() -> None:
+    """Live event subscriptions evaluate OfType with subtypes (see the module docstring)."""
+    from asyncua.server import monitored_item_service
+
+    monitored_item_service.WhereClauseEvaluator = SubtypeWhereClauseEvaluator
 
 
 # --- continuation points -------------------------------------------------------------------------
@@ -252,7 +276,7 @@ class EventService:
             reverse, lo, hi = False, ceil(start), ceil(end)
         page = min(count, self.max_values) if count else self.max_values
         key = (start, end, count, repr(event_filter))
-        evaluator = OfTypeWhereClauseEvaluator(self.types, self.server.iserver.aspace, event_filter.WhereClause)
+        evaluator = SubtypeWhereClauseEvaluator(log, self.server.iserver.aspace, event_filter.WhereClause)
         selects = event_filter.SelectClauses
         jobs = []
         for rv in params.NodesToRead:
@@ -320,6 +344,7 @@ async def install(server: Server, model: MeterModel, service: HistoryService, st
     """Make the meters event notifiers (HasNotifier chain Server -> Meters -> meter),
     register the ReadEventDetails handler with ``service``, fill in the event capabilities."""
     events = EventService(server, model, store, max_values=max_values)
+    patch_live_where_clauses()
     aspace = server.iserver.aspace
     notifier = ua.AttributeIds.EventNotifier
     folder = model.folder
@@ -360,5 +385,5 @@ def kind_of(events: EventService, type_id: ua.NodeId) -> str | None:
     return None
 
 
-__all__ = ["EventFields", "EventService", "EventTypes", "MAX_RETURN_EVENT_VALUES", "OfTypeWhereClauseEvaluator",
+__all__ = ["EventFields", "EventService", "EventTypes", "MAX_RETURN_EVENT_VALUES", "SubtypeWhereClauseEvaluator",
            "install", "kind_of"]

@@ -141,3 +141,34 @@ async def test_pages_with_continuation_points_and_the_refusals(served):
         ua.StatusCodes.BadInvalidTimestampArgument
     assert (await history(client, gateway.model.folder, start=dt(T0), end=dt(T0 + 99), clauses=clauses))[0].value == \
         ua.StatusCodes.BadHistoryOperationUnsupported
+
+
+async def test_live_where_clause_of_type_a_supertype_matches_its_subtypes(served):
+    """Pins the patch of asyncua's live WhereClauseEvaluator (events.patch_live_where_clauses)."""
+    import asyncio
+
+    gateway, client = served
+    idx = gateway.model.namespace_index
+
+    class Collect:
+        def __init__(self):
+            self.events = []
+
+        def event_notification(self, event):
+            self.events.append(event)
+
+    by_base, by_logbook = Collect(), Collect()
+    for handler, type_name in ((by_base, "EmuMeterEventType"), (by_logbook, "LogbookEntryEventType")):
+        sub = await client.create_subscription(20, handler)
+        evfilter = ua.EventFilter(SelectClauses=select(idx, "EventId", "EventType", "Message"),
+                                  WhereClause=of_type(idx, type_name))
+        await sub.subscribe_events(ua.NodeId(ua.ObjectIds.Server), evfilter=evfilter)
+    lost = MeterEvent("hall", "meter_lost", T0 + 99, "lost:live", "lost live", {"LastError": "refused"})
+    await gateway.events.emit([lost])
+    for _ in range(100):
+        if by_base.events:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # time for a wrong delivery to the logbook-only subscription
+    assert [e.EventId for e in by_base.events] == [lost.event_id]
+    assert by_logbook.events == []
