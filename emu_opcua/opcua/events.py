@@ -168,7 +168,17 @@ _HAS_SUBTYPE = ua.NodeId(ua.ObjectIds.HasSubtype)
 
 
 class SubtypeWhereClauseEvaluator(WhereClauseEvaluator):
-    """asyncua's evaluator with OfType true for subtypes too (OPC 10000-4 7.7.3)."""
+    """asyncua's evaluator with OfType true for subtypes too (OPC 10000-4 7.7.3), and
+    quiet where an operand is a field the event does not have or a null compared: no
+    match (asyncua logs a traceback for each such event)."""
+
+    def eval(self, event: Any) -> bool:
+        if not self.elements:
+            return True
+        try:
+            return bool(self._eval_el(0, event))
+        except (AttributeError, TypeError):
+            return False
 
     def _eval_el(self, index: int, event: Any) -> Any:
         el = self.elements[index]

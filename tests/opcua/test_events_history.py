@@ -172,3 +172,19 @@ async def test_live_where_clause_of_type_a_supertype_matches_its_subtypes(served
     await asyncio.sleep(0.3)  # time for a wrong delivery to the logbook-only subscription
     assert [e.EventId for e in by_base.events] == [lost.event_id]
     assert by_logbook.events == []
+
+
+async def test_a_where_clause_on_a_field_other_types_lack_matches_only_those_with_it(served, caplog):
+    gateway, client = served
+    idx = gateway.model.namespace_index
+    node = gateway.model.meters["boiler"].object
+    where = ua.ContentFilter()
+    el = ua.ContentFilterElement()
+    el.FilterOperator = ua.FilterOperator.GreaterThan
+    el.FilterOperands = [select(idx, "CtPrimary", type_name="LogbookEntryEventType")[0],
+                         ua.LiteralOperand(Value=ua.Variant(100, ua.VariantType.UInt32))]
+    where.Elements = [el]
+    _, got, _ = await history(client, node, start=dt(T0), end=dt(T0 + 99), clauses=select(idx, "Message"),
+                              where=where)
+    assert [m.Text for (m,) in got] == ["CT"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
