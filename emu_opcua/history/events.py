@@ -150,9 +150,6 @@ def logbook_events(meter: str, entries: Iterable[LogbookEntry]) -> list[MeterEve
     return out
 
 
-#: Fields every logbook event carries (the event type's properties), in browse order.
-LOGBOOK_ENERGY_FIELDS: tuple[str, ...] = tuple(BY_CODE[c].browse_name for c in _ENERGY_CODES if c in BY_CODE)
-
 _MESSAGES = {
     "power_outage": "power restored after an outage (datalog row {index})",
     "clock_changed": "the meter's clock was set (datalog row {index})",

@@ -366,7 +366,9 @@ async def install(server: Server, model: MeterModel, service: HistoryService, st
         attributes = aspace[node_id].attributes
         if shared is None:
             shared = attributes[notifier]
-            shared.value = ua.DataValue(ua.Variant(_NOTIFIER_METER, _VT.Byte))
+            # HistoryRead only where there is a store to read from
+            shared.value = ua.DataValue(ua.Variant(_NOTIFIER_METER if store is not None else _NOTIFIER_FOLDER,
+                                                   _VT.Byte))
         else:
             attributes[notifier] = shared
     has_notifier = ua.NodeId(ua.ObjectIds.HasNotifier)

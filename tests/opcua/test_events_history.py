@@ -188,3 +188,19 @@ async def test_a_where_clause_on_a_field_other_types_lack_matches_only_those_wit
                               where=where)
     assert [m.Text for (m,) in got] == ["CT"]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_without_a_store_meters_notify_but_offer_no_event_history(tmp_path):
+    config = ServerConfig(host="127.0.0.1", port=free_port(), pki_dir=tmp_path / "pki",
+                          application_uri="urn:test:emu-opcua", security_policies=("None",),
+                          meters=(MeterConfig(name="boiler", host="127.0.0.1", http_port=9, modbus_port=9),))
+    async with GatewayServer(config) as gateway:
+        async with Client(config.endpoint, timeout=10) as client:
+            meter = client.get_node(gateway.model.meters["boiler"].object)
+            notifier = await meter.read_attribute(ua.AttributeIds.EventNotifier)
+            assert notifier.Value.Value == ua.EventNotifier.SubscribeToEvents.mask
+            caps = client.get_node(ua.ObjectIds.HistoryServerCapabilities)
+            assert await (await caps.get_child("0:AccessHistoryEventsCapability")).read_value() is False
+            status, _, _ = await history(client, meter.nodeid, start=dt(T0), end=dt(T0 + 9),
+                                         clauses=select(gateway.model.namespace_index, "Message"))
+            assert status.value == ua.StatusCodes.BadHistoryOperationUnsupported
