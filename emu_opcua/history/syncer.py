@@ -121,6 +121,7 @@ class MeterSyncer:
         self.state = SyncState()
         self.logbook = logbook_sync.LogbookState()
         self.logbook_absent = False  # the meter answered 404: it has no logbook
+        self._logbook_tries: tuple[object, int] = (None, 0)  # (request, tries) of a page with bad rows
         self.series: Series | None = None
         self.diagnostics = SyncDiagnostics("starting", 0.0, 0, None, None, "")
         self.rows_added = 0  # this run (benchmarks)
@@ -279,15 +280,26 @@ class MeterSyncer:
                 return
 
     def _store_logbook(self, body: bytes, request, state):
-        """In the writer thread: parse, judge, store with the state (one transaction)."""
+        """In the writer thread: parse, judge, store with the state (one transaction).
+        A cut page is tried again (next interval) until it comes whole; a page whose bad
+        rows stay bad over ``policy.attempts`` tries is stored without them (logged)."""
         try:
             entries, errors = parse_logbook_lenient(body)
         except ParseError as exc:
             log.info("%s: logbook sync: %s", self.name, exc)
             return None, []
         if errors:
-            log.info("%s: logbook sync: %d bad entries (%s); trying again later", self.name, len(errors), errors[0])
-            return None, []
+            previous, tries = self._logbook_tries
+            tries = tries + 1 if previous == request else 1
+            self._logbook_tries = (request, tries)
+            cut = any(isinstance(e, TruncatedDataError) for e in errors)
+            if cut or tries < self.settings.policy.attempts:
+                log.info("%s: logbook sync: %d bad entries (%s); trying again later", self.name, len(errors),
+                         errors[0])
+                return None, []
+            log.warning("%s: logbook sync: %d entries never parsed, stored without them: %s", self.name,
+                        len(errors), "; ".join(map(str, errors)))
+        self._logbook_tries = (None, 0)
         step = logbook_sync.apply_logbook(state, request, entries)
         if step.state == state and not step.entries:
             return step, []

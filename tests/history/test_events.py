@@ -195,3 +195,26 @@ def test_logbook_plan_rescans_when_the_stored_entry_is_gone_or_differs():
     gone = logbook_sync.apply_logbook(nxt.state, logbook_sync.LogbookRequest(4, 6), [])
     assert gone.state.high is None and gone.more
     assert logbook_sync.LogbookState.from_json(nxt.state.to_json()) == nxt.state
+
+
+async def test_a_logbook_page_with_a_bad_row_is_stored_without_it_only_after_the_attempts(writer, tmp_path):
+    from emu_opcua.meter.logbook import LogbookEntry, format_logbook
+
+    ts = datetime.fromtimestamp(1_760_000_000, timezone.utc)
+    good = [LogbookEntry(ts, ts, i, "22000001", (1, 2, 3, 4), i, *([1] * 12)) for i in (1, 2, 3)]
+    lines = format_logbook(good).splitlines()
+    lines[2] = lines[2].replace(";2;", ";x;", 1)  # entry 2's index does not parse
+    body = ("\n".join(lines) + "\n").encode()
+    async with MeterHttpClient("127.0.0.1", 9) as http:
+        syncer = MeterSyncer("m", http, writer, asyncio.Semaphore(1), SyncSettings(SyncPolicy(attempts=3)))
+        request = logbook_sync.next_logbook_request(syncer.logbook)
+        for _ in range(2):  # tried again: nothing stored meanwhile
+            step, new = await writer.call(syncer._store_logbook, body, request, syncer.logbook)
+            assert step is None and new == [] and stored_events(writer) == []
+        step, new = await writer.call(syncer._store_logbook, body, request, syncer.logbook)
+        assert [e.fields["LogbookIndex"] for e in new] == [1, 3] and step.state.high == 3
+        # a cut page is never stored, however often it comes
+        cut = format_logbook(good)[:-5].encode()
+        for _ in range(5):
+            step, _ = await writer.call(syncer._store_logbook, cut, request, logbook_sync.LogbookState())
+            assert step is None
