@@ -196,12 +196,16 @@ class GatewayServer:
         log.info("serving %d meter(s) on %s", len(config.meters), config.endpoint)
 
     async def _connection_event(self, meter: str, lost: bool, error: str) -> None:
-        """The gateway lost or regained a meter: stored (with history on), then emitted."""
+        """The gateway lost or regained a meter: stored (with history on), then emitted.
+        Called from the poller's diagnostics: it never raises (events never stop polling)."""
         event: MeterEvent = connection_event(meter, lost, int(time.time() * 1000), error)
-        if self.history is not None:
-            await self.history.call(self.history.store.add_events, [event])
-        if self.events is not None:
-            await self.events.emit([event])
+        try:
+            if self.history is not None:
+                await self.history.call(self.history.store.add_events, [event])
+            if self.events is not None:
+                await self.events.emit([event])
+        except Exception:  # noqa: BLE001 - see docstring
+            log.exception("meter %s: the %s event was not stored or sent", meter, event.kind)
 
     async def _settle(self) -> None:
         """Once every meter was polled (its clients, connections and parsers exist), move
