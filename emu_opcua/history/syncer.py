@@ -146,7 +146,10 @@ class MeterSyncer:
             self._backoff.reset()
             if not step.more:
                 if self.settings.logbook and not self.logbook_absent:
-                    await self.sync_logbook()
+                    try:
+                        await self.sync_logbook()
+                    except Exception:  # noqa: BLE001 - the logbook never stops the datalog's sync
+                        log.exception("%s: logbook sync failed", self.name)
                 self.current.set()
                 await asyncio.sleep(self.settings.interval)
 
