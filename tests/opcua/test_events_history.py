@@ -157,20 +157,26 @@ async def test_live_where_clause_of_type_a_supertype_matches_its_subtypes(served
         def event_notification(self, event):
             self.events.append(event)
 
-    by_base, by_logbook = Collect(), Collect()
-    for handler, type_name in ((by_base, "EmuMeterEventType"), (by_logbook, "LogbookEntryEventType")):
+    by_base, by_logbook, on_boiler = Collect(), Collect(), Collect()
+    for handler, type_name, notifier in (
+            (by_base, "EmuMeterEventType", ua.NodeId(ua.ObjectIds.Server)),
+            (by_logbook, "LogbookEntryEventType", ua.NodeId(ua.ObjectIds.Server)),
+            (on_boiler, "EmuMeterEventType", gateway.model.meters["boiler"].object)):
         sub = await client.create_subscription(20, handler)
         evfilter = ua.EventFilter(SelectClauses=select(idx, "EventId", "EventType", "Message"),
                                   WhereClause=of_type(idx, type_name))
-        await sub.subscribe_events(ua.NodeId(ua.ObjectIds.Server), evfilter=evfilter)
-    lost = MeterEvent("hall", "meter_lost", T0 + 99, "lost:live", "lost live", {"LastError": "refused"})
-    await gateway.events.emit([lost])
+        await sub.subscribe_events(notifier, evfilter=evfilter)
+    lost = [MeterEvent(m, "meter_lost", T0 + 99, "lost:live", "lost live", {"LastError": "refused"})
+            for m in ("hall", "boiler")]
+    await gateway.events.emit(lost)
     for _ in range(100):
-        if by_base.events:
+        if len(by_base.events) == 2:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)  # time for a wrong delivery to the logbook-only subscription
-    assert [e.EventId for e in by_base.events] == [lost.event_id]
+    # Server notifies for every meter, a meter for itself
+    assert [e.EventId for e in by_base.events] == [e.event_id for e in lost]
+    assert [e.EventId for e in on_boiler.events] == [lost[1].event_id]
     assert by_logbook.events == []
 
 
