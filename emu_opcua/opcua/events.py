@@ -389,13 +389,5 @@ async def install(server: Server, model: MeterModel, service: HistoryService, st
     return events
 
 
-def kind_of(events: EventService, type_id: ua.NodeId) -> str | None:
-    """The event kind of one of our event type nodes (tests, clients of this module)."""
-    for kind, (node_id, _props) in events.types.kinds.items():
-        if node_id == type_id:
-            return kind
-    return None
-
-
 __all__ = ["EventFields", "EventService", "EventTypes", "MAX_RETURN_EVENT_VALUES", "SubtypeWhereClauseEvaluator",
-           "install", "kind_of"]
+           "install", "is_subtype", "patch_live_where_clauses"]
