@@ -9,6 +9,11 @@ Layout
                 series, with the smallest and largest timestamp in it (``t_min``,
                 ``t_max``), the row count and the rows packed in one blob.
 ``sync_state``  the sync state of each meter (JSON), committed with the rows.
+``event``       meter events (:mod:`emu_opcua.history.events`), unique per (meter, kind,
+                key), found by (meter, time, seq); ``seq`` (the rowid) is the order
+                they were stored. Events are rare (a few per meter and day): one SQLite
+                row each, fields as JSON.
+``logbook_state`` the logbook sync state of each meter (JSON), committed with its events.
 
 Why chunks: a datalog row is 27 integers (timestamp, index, status, 24 columns); as one
 SQLite row each, the record header and the varints alone take ~90 bytes. Packed per
@@ -47,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from emu_opcua.errors import EmuError
-from emu_opcua.history.store import RowPosition, Series, StoredRow
+from emu_opcua.history.events import MeterEvent
+from emu_opcua.history.store import EventPosition, RowPosition, Series, StoredEvent, StoredRow
 from emu_opcua.meter.datalog import RAW_COLUMNS, DatalogRow
 
 __all__ = ["CHUNK_ROWS", "FILE_NAME", "SqliteHistoryStore", "StoreError"]
@@ -94,6 +100,18 @@ CREATE UNIQUE INDEX IF NOT EXISTS chunk_key ON chunk (series_id, chunk_no);
 CREATE INDEX IF NOT EXISTS chunk_t_min ON chunk (series_id, t_min, t_max);
 CREATE INDEX IF NOT EXISTS chunk_t_max ON chunk (series_id, t_max, t_min);
 CREATE TABLE IF NOT EXISTS sync_state (meter TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event (
+    seq INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS event_key ON event (meter, kind, key);
+CREATE INDEX IF NOT EXISTS event_time ON event (meter, time, seq);
+CREATE TABLE IF NOT EXISTS logbook_state (meter TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('schema', '{_SCHEMA_VERSION}');
 """
 
@@ -262,11 +280,12 @@ class SqliteHistoryStore:
         row = self._reader().execute("SELECT state FROM sync_state WHERE meter=?", (meter,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def append(self, series: Series, rows: Sequence[DatalogRow], sync_state: Mapping[str, Any]) -> int:
-        return self.append_tuples(series, [row_tuple(r) for r in rows], sync_state)
+    def append(self, series: Series, rows: Sequence[DatalogRow], sync_state: Mapping[str, Any],
+               events: Sequence[MeterEvent] = ()) -> int:
+        return self.append_tuples(series, [row_tuple(r) for r in rows], sync_state, events)
 
     def append_tuples(self, series: Series, rows: Sequence[tuple[int, ...]],
-                      sync_state: Mapping[str, Any] | None) -> int:
+                      sync_state: Mapping[str, Any] | None, events: Sequence[MeterEvent] = ()) -> int:
         """:meth:`append` for rows already in packed form (:func:`row_tuple`)."""
         by_chunk: dict[int, list[tuple[int, ...]]] = {}
         for r in rows:
@@ -301,6 +320,8 @@ class SqliteHistoryStore:
                             (added, span, sid))
             if sync_state is not None:
                 self._put_state(con, series.meter, sync_state)
+            if events:
+                self._put_events(con, events)
         return added
 
     def put_sync_state(self, meter: str, sync_state: Mapping[str, Any]) -> None:
@@ -311,6 +332,56 @@ class SqliteHistoryStore:
     @staticmethod
     def _put_state(con: sqlite3.Connection, meter: str, state: Mapping[str, Any]) -> None:
         con.execute("INSERT OR REPLACE INTO sync_state VALUES (?, ?)", (meter, json.dumps(state, sort_keys=True)))
+
+    # --- events -------------------------------------------------------------------------
+    @staticmethod
+    def _put_events(con: sqlite3.Connection, events: Sequence[MeterEvent]) -> list[MeterEvent]:
+        new = []
+        for e in events:
+            cur = con.execute("INSERT OR IGNORE INTO event (meter, kind, key, time, message, fields) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (e.meter, e.kind, e.key, e.time, e.message, json.dumps(dict(e.fields), sort_keys=True)))
+            if cur.rowcount:
+                new.append(e)
+        return new
+
+    def add_events(self, events: Sequence[MeterEvent]) -> list[MeterEvent]:
+        if not events:
+            return []
+        with self._write() as con:
+            return self._put_events(con, events)
+
+    def logbook_state(self, meter: str) -> Mapping[str, Any] | None:
+        row = self._reader().execute("SELECT state FROM logbook_state WHERE meter=?", (meter,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def append_logbook(self, meter: str, events: Sequence[MeterEvent],
+                       logbook_state: Mapping[str, Any]) -> list[MeterEvent]:
+        with self._write() as con:
+            new = self._put_events(con, events)
+            con.execute("INSERT OR REPLACE INTO logbook_state VALUES (?, ?)",
+                        (meter, json.dumps(logbook_state, sort_keys=True)))
+        return new
+
+    def read_events(self, meter: str, start: int, end: int, *, after: EventPosition | None = None,
+                    limit: int | None = None, reverse: bool = False) -> list[StoredEvent]:
+        if limit is not None and limit <= 0:
+            return []
+        sql = ["SELECT time, seq, kind, key, message, fields FROM event WHERE meter=? AND time >= ? AND time < ?"]
+        args: list[Any] = [meter, start, end]
+        if after is not None:
+            sql.append("AND (time, seq) < (?, ?)" if reverse else "AND (time, seq) > (?, ?)")
+            args += [after.time, after.seq]
+        sql.append("ORDER BY time DESC, seq DESC" if reverse else "ORDER BY time, seq")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            args.append(limit)
+        rows = self._reader().execute(" ".join(sql), args).fetchall()
+        return [StoredEvent(EventPosition(t, seq), MeterEvent(meter, kind, t, key, message, json.loads(fields)))
+                for t, seq, kind, key, message, fields in rows]
+
+    def event_count(self, meter: str) -> int:
+        return self._reader().execute("SELECT count(*) FROM event WHERE meter=?", (meter,)).fetchone()[0]
 
     # --- reading -----------------------------------------------------------------------
     def _series_spans(self, con: sqlite3.Connection, meter: str) -> list[tuple[int, int]]:
@@ -540,6 +611,7 @@ class SqliteHistoryStore:
                 removed += gone
             for sid, gone in per_series.items():
                 con.execute("UPDATE series SET rows = rows - ? WHERE id=?", (gone, sid))
+            con.execute("DELETE FROM event WHERE time < ?", (before,))
         return removed
 
     def close(self) -> None:

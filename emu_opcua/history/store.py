@@ -15,6 +15,11 @@ The order of rows for reading is :class:`RowPosition` order: (timestamp, series 
 index). It is total, so a continuation point made from a position never skips or repeats
 rows that share a timestamp.
 
+**Events** (:class:`~emu_opcua.history.events.MeterEvent`) are stored beside the rows,
+one per (meter, kind, key): those derived from datalog rows in the transaction of the
+rows, logbook events with the logbook's own sync state, the gateway's as they happen.
+They are read in :class:`EventPosition` order (time, then the order they were stored).
+
 Backends are synchronous (plain DB code, testable without an event loop); the server
 calls them from worker threads (writes from one writer thread).
 """
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 
 from attrs import frozen
 
+from emu_opcua.history.events import MeterEvent
 from emu_opcua.meter.datalog import DatalogRow
 
 
@@ -63,6 +69,20 @@ class StoredRow:
         return RowPosition(self.timestamp, self.series_id, self.index)
 
 
+@frozen(order=True)
+class EventPosition:
+    """An event's place in read order: (time, then the order events were stored)."""
+
+    time: int  # unix seconds
+    seq: int
+
+
+@frozen
+class StoredEvent:
+    position: EventPosition
+    event: MeterEvent
+
+
 class HistoryStore(Protocol):
     """What every backend provides. Times are unix seconds; ranges are half-open."""
 
@@ -76,11 +96,32 @@ class HistoryStore(Protocol):
     def sync_state(self, meter: str) -> Mapping[str, Any] | None:
         """The sync state last committed with :meth:`append` (JSON-able), or None."""
 
-    def append(self, series: Series, rows: Sequence[DatalogRow], sync_state: Mapping[str, Any]) -> int:
-        """Store ``rows`` of ``series`` and ``sync_state`` of its meter in one transaction.
+    def append(self, series: Series, rows: Sequence[DatalogRow], sync_state: Mapping[str, Any],
+               events: Sequence[MeterEvent] = ()) -> int:
+        """Store ``rows`` of ``series``, ``sync_state`` of its meter and the ``events``
+        derived from the rows in one transaction.
 
         Rows already stored (same series and index) are left as they are, never
-        duplicated; returns the number of rows newly stored."""
+        duplicated, and so are events (same meter, kind and key); returns the number of
+        rows newly stored."""
+
+    # --- events ----------------------------------------------------------------------------
+    def add_events(self, events: Sequence[MeterEvent]) -> list[MeterEvent]:
+        """Store ``events`` (one transaction); returns those not stored before."""
+
+    def logbook_state(self, meter: str) -> Mapping[str, Any] | None:
+        """The logbook sync state last committed with :meth:`append_logbook`, or None."""
+
+    def append_logbook(self, meter: str, events: Sequence[MeterEvent],
+                       logbook_state: Mapping[str, Any]) -> list[MeterEvent]:
+        """Store logbook ``events`` and ``logbook_state`` in one transaction; returns the
+        events not stored before."""
+
+    def read_events(self, meter: str, start: int, end: int, *, after: EventPosition | None = None,
+                    limit: int | None = None, reverse: bool = False) -> list[StoredEvent]:
+        """Events of ``meter`` with ``start <= time < end`` in :class:`EventPosition`
+        order (descending when ``reverse``), strictly after (before) ``after``, at most
+        ``limit``."""
 
     # --- reading -------------------------------------------------------------------------
     def read(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
@@ -110,7 +151,7 @@ class HistoryStore(Protocol):
 
     # --- housekeeping --------------------------------------------------------------------
     def prune(self, before: int) -> int:
-        """Delete rows older than ``before`` (retention); returns how many."""
+        """Delete rows and events older than ``before`` (retention); returns how many rows."""
 
     def close(self) -> None:
         """Commit and close; the store is unusable afterwards."""

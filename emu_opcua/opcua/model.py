@@ -41,7 +41,7 @@ FOLDER_NAME = "Meters"
 #: Names a meter may carry: usable in a string node id with "." as separator.
 METER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Names taken by nodes of the nodeset itself (a meter so named would collide).
-RESERVED_NAMES = frozenset({FOLDER_NAME, ns.TYPE_NAME, ns.DEVICE_HEALTH_TYPE})
+RESERVED_NAMES = frozenset({FOLDER_NAME, ns.TYPE_NAME, ns.DEVICE_HEALTH_TYPE, *ns.EVENT_TYPE_BY_NAME})
 
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _READ = ua.AccessLevel.CurrentRead.mask  # HistoryRead is added where history is served

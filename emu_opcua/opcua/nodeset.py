@@ -10,6 +10,16 @@ Identification names follow OPC UA DI (OPC 10000-100, DeviceType) without import
 DI nodeset: EmuMeterType is a BaseObjectType subtype and ``DeviceHealthEnumeration`` is
 defined here with DI's values. Measurement names follow OPC 34100 (see the catalogue).
 
+``EVENT_TYPES`` describes the meter's event types (:mod:`emu_opcua.history.events`): an
+abstract ``EmuMeterEventType`` below SystemEventType and one concrete subtype per kind.
+Why SystemEventType: these are things that happened in a system the server represents
+(the meter, or the gateway's link to it), OPC 10000-5's definition of SystemEventType.
+Not AuditUpdateEventType, although a logbook entry records a change of settings: audit
+events report actions of the server's own clients (ClientUserId, ClientAuditEntryId,
+Status of the service call), and a CT ratio set at the meter's keys has none of those.
+Event type node ids are their browse names (``ns=1;s=PowerOutageEventType``), their
+properties ``<type>.<property>``.
+
 Node ids of the type are strings built from browse paths (``EmuMeterType.Measurements.
 AcActivePowerTotal``), so they never depend on catalogue order.
 """
@@ -46,7 +56,8 @@ MANUFACTURER = "EMU Elektronik AG"
 MODEL_NAME = "EMU Professional II TCP/IP"
 
 # ns=0 ids used below
-I_BOOLEAN, I_UINT16, I_UINT32, I_UINT64, I_DOUBLE, I_STRING = 1, 5, 7, 9, 11, 12
+I_BOOLEAN, I_BYTE, I_UINT16, I_UINT32, I_UINT64, I_DOUBLE, I_STRING = 1, 3, 5, 7, 9, 11, 12
+I_SYSTEM_EVENT_TYPE = 2130
 I_LOCALIZED_TEXT, I_UTCTIME, I_RANGE, I_EUINFORMATION, I_ENUMERATION = 21, 294, 884, 887, 29
 I_BASE_OBJECT_TYPE, I_FOLDER_TYPE, I_BASE_DATA_VARIABLE_TYPE, I_PROPERTY_TYPE = 58, 61, 63, 68
 I_ANALOG_ITEM_TYPE = 2368
@@ -54,13 +65,13 @@ I_MANDATORY, I_OPTIONAL = 78, 80
 I_RANGE_XML, I_EUINFORMATION_XML = 885, 888
 
 ALIASES: dict[str, str] = {
-    "Boolean": "i=1", "UInt16": "i=5", "UInt32": "i=7", "UInt64": "i=9", "Double": "i=11",
+    "Boolean": "i=1", "Byte": "i=3", "UInt16": "i=5", "UInt32": "i=7", "UInt64": "i=9", "Double": "i=11",
     "String": "i=12", "LocalizedText": "i=21", "UtcTime": "i=294", "Range": "i=884",
     "EUInformation": "i=887",
     "Organizes": "i=35", "HasModellingRule": "i=37", "HasTypeDefinition": "i=40",
     "HasSubtype": "i=45", "HasProperty": "i=46", "HasComponent": "i=47",
 }
-_DATATYPE_ALIAS = {I_BOOLEAN: "Boolean", I_UINT16: "UInt16", I_UINT32: "UInt32", I_UINT64: "UInt64",
+_DATATYPE_ALIAS = {I_BOOLEAN: "Boolean", I_BYTE: "Byte", I_UINT16: "UInt16", I_UINT32: "UInt32", I_UINT64: "UInt64",
                    I_DOUBLE: "Double", I_STRING: "String", I_LOCALIZED_TEXT: "LocalizedText",
                    I_UTCTIME: "UtcTime", I_RANGE: "Range", I_EUINFORMATION: "EUInformation"}
 
@@ -242,6 +253,113 @@ TYPE_GROUPS: tuple[Group, ...] = (
     _identification(), _configuration(), _measurements(), _extremes(), _diagnostics(),
 )
 GROUPS: dict[str, Group] = {g.browse_name: g for g in TYPE_GROUPS}
+
+
+# --- event types --------------------------------------------------------------------------
+@frozen
+class EventType:
+    """An event type: its place in the hierarchy and its own properties."""
+
+    browse_name: str
+    parent: int | str  # an ns=0 event type id, or the browse name of one of ours
+    abstract: bool
+    description_en: str
+    description_de: str
+    properties: tuple[Member, ...] = ()
+    kind: str | None = None  # the MeterEvent kind it carries (concrete types)
+
+
+EVENT_BASE_TYPE = "EmuMeterEventType"
+
+
+def _u32(browse, en, de):
+    return _prop(browse, I_UINT32, browse, browse, en, de)
+
+
+def _event_types() -> tuple[EventType, ...]:
+    datalog_index = _u32("DatalogIndex", "Index of the datalog row the event belongs to",
+                         "Index der zugehörigen Datenloggerzeile")
+    settings = []
+    for name, en, de in (("CtPrimary", "CT ratio primary", "Stromwandler primär"),
+                         ("CtSecondary", "CT ratio secondary", "Stromwandler sekundär"),
+                         ("VtPrimary", "VT ratio primary", "Spannungswandler primär"),
+                         ("VtSecondary", "VT ratio secondary", "Spannungswandler sekundär"),
+                         ("S0PulseValue", "S0 pulse value [pulses/kWh]", "S0-Impulswertigkeit [Imp./kWh]"),
+                         ("S0PulseLength", "S0 pulse length [ms]", "S0-Impulslänge [ms]")):
+        settings.append(_u32(name, f"{en} after the change", f"{de} nach der Änderung"))
+        settings.append(_u32(f"{name}Before", f"{en} before the change", f"{de} vor der Änderung"))
+    energies = tuple(
+        Member(q.browse_name, I_DOUBLE, "property", q.browse_name, q.browse_name,
+               f"{q.description_en} at the change [{q.unit.symbol}]", f"{q.description_de} bei der Änderung",
+               quantity=q)
+        for q in CATALOGUE if q.code in ("active_energy_import_t1", "active_energy_import_t2",
+                                         "active_energy_export_t1", "active_energy_export_t2"))
+    status = (datalog_index, _prop("DatalogStatus", I_BYTE, "DatalogStatus", "DatalogStatus",
+                                   "The datalog row's status byte", "Statusbyte der Datenloggerzeile"))
+    return (
+        EventType(EVENT_BASE_TYPE, I_SYSTEM_EVENT_TYPE, True,
+                  "Something that happened to an EMU meter or to the gateway's link to it",
+                  "Ein Ereignis eines EMU-Zählers oder der Verbindung des Gateways zu ihm",
+                  (_prop("MeterSerial", I_STRING, "MeterSerial", "MeterSerial", "Serial number of the meter",
+                         "Seriennummer des Zählers"),)),
+        EventType("LogbookEntryEventType", EVENT_BASE_TYPE, False,
+                  "An entry of the meter's logbook: CT, VT and S0 settings before and after a change, "
+                  "the energies at the change",
+                  "Ein Eintrag im Logbuch des Zählers: Wandler- und S0-Einstellungen vor und nach einer Änderung, "
+                  "die Energien bei der Änderung",
+                  (_u32("LogbookIndex", "Index of the logbook entry", "Index des Logbucheintrags"), datalog_index,
+                   _prop("TimeAfterChange", I_UTCTIME, "TimeAfterChange", "TimeAfterChange",
+                         "The meter's time after the change (differs from Time when the clock was set)",
+                         "Zählerzeit nach der Änderung (verschieden von Time, wenn die Uhr gestellt wurde)"),
+                   *settings, *energies), "logbook"),
+        EventType("DatalogStatusEventType", EVENT_BASE_TYPE, True,
+                  "A status bit of a datalog row", "Ein Statusbit einer Datenloggerzeile", status),
+        EventType("PowerOutageEventType", "DatalogStatusEventType", False,
+                  "Power came back after an outage (status 0x20)", "Netzwiederkehr nach einem Ausfall (Status 0x20)",
+                  kind="power_outage"),
+        EventType("ClockChangedEventType", "DatalogStatusEventType", False,
+                  "The meter's clock was set (status 0x01)", "Die Uhr des Zählers wurde gestellt (Status 0x01)",
+                  kind="clock_changed"),
+        EventType("ClockNotSynchronisedEventType", "DatalogStatusEventType", False,
+                  "The meter's clock is not synchronised (status 0x40 came on)",
+                  "Die Uhr des Zählers ist nicht synchronisiert (Status 0x40 gesetzt)", kind="clock_not_synchronised"),
+        EventType("LogbookFullEventType", "DatalogStatusEventType", False,
+                  "The logbook is full, further changes are not logged (status 0x80 came on)",
+                  "Das Logbuch ist voll, weitere Änderungen werden nicht protokolliert (Status 0x80 gesetzt)",
+                  kind="logbook_full"),
+        EventType("MeterReplacedEventType", EVENT_BASE_TYPE, False,
+                  "Another meter (another serial) answers at the meter's address",
+                  "Ein anderer Zähler (andere Seriennummer) antwortet unter der Adresse des Zählers",
+                  (_prop("PreviousSerial", I_STRING, "PreviousSerial", "PreviousSerial", "Serial of the meter before",
+                         "Seriennummer des vorigen Zählers"), datalog_index), "meter_replaced"),
+        EventType("IndexResetEventType", EVENT_BASE_TYPE, False,
+                  "The datalog index restarted (a factory reset)", "Der Datenloggerindex begann neu (Werksreset)",
+                  (datalog_index,), "index_reset"),
+        EventType("MeterLostEventType", EVENT_BASE_TYPE, False,
+                  "The gateway lost the meter (no answer for longer than stale_after)",
+                  "Das Gateway hat den Zähler verloren (keine Antwort länger als stale_after)",
+                  (_prop("LastError", I_STRING, "LastError", "LastError", "Why the meter does not answer",
+                         "Warum der Zähler nicht antwortet"),), "meter_lost"),
+        EventType("MeterRegainedEventType", EVENT_BASE_TYPE, False,
+                  "The gateway reaches the meter again", "Das Gateway erreicht den Zähler wieder",
+                  kind="meter_regained"),
+    )
+
+
+#: The event types, parents first.
+EVENT_TYPES: tuple[EventType, ...] = _event_types()
+EVENT_TYPE_BY_KIND: dict[str, EventType] = {t.kind: t for t in EVENT_TYPES if t.kind is not None}
+EVENT_TYPE_BY_NAME: dict[str, EventType] = {t.browse_name: t for t in EVENT_TYPES}
+
+
+def event_type_properties(event_type: EventType) -> tuple[Member, ...]:
+    """Every property of ``event_type`` of ours, inherited first (not BaseEventType's)."""
+    chain = []
+    t: EventType | None = event_type
+    while t is not None:
+        chain.append(t)
+        t = EVENT_TYPE_BY_NAME.get(t.parent) if isinstance(t.parent, str) else None
+    return tuple(p for t in reversed(chain) for p in t.properties)
 
 
 # --- XML --------------------------------------------------------------------------------
@@ -432,7 +550,27 @@ def generate() -> bytes:
                     "AccessLevel": "1", "UserAccessLevel": "1"})
             if m.kind == "analog":
                 _write_analog_properties(w, m, node_id)
+    _write_event_types(w)
     return w.to_bytes()
+
+
+def _write_event_types(w: _Writer) -> None:
+    for t in EVENT_TYPES:
+        type_id = f"ns=1;s={t.browse_name}"
+        parent = f"i={t.parent}" if isinstance(t.parent, int) else f"ns=1;s={t.parent}"
+        w.node("UAObjectType", type_id, t.browse_name, t.browse_name, t.browse_name,
+               t.description_en, t.description_de,
+               [("HasSubtype", parent, False)]
+               + [("HasProperty", f"{type_id}.{p.browse_name}", True) for p in t.properties],
+               {"IsAbstract": "true"} if t.abstract else None)
+        for p in t.properties:
+            w.node("UAVariable", f"{type_id}.{p.browse_name}", p.browse_name, p.display_en, p.display_de,
+                   p.description_en, p.description_de,
+                   [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                    ("HasModellingRule", f"i={I_MANDATORY}", True),
+                    ("HasProperty", type_id, False)],
+                   {"ParentNodeId": type_id, "DataType": _datatype_ref(p.datatype),
+                    "AccessLevel": "1", "UserAccessLevel": "1"})
 
 
 def main(argv: list[str] | None = None) -> int:

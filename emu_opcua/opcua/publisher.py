@@ -20,7 +20,7 @@ one attribute test per poll.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from asyncua import Server, ua
@@ -80,10 +80,15 @@ class _Slot:
 class MeterPublisher:
     """The OPC UA side of one meter: implements ``emu_opcua.gateway.poller.MeterSink``."""
 
-    def __init__(self, server: Server, nodes: MeterNodes, *, refresh_timestamps: bool = False) -> None:
+    def __init__(self, server: Server, nodes: MeterNodes, *, refresh_timestamps: bool = False,
+                 on_connection: Callable[[str, bool, str], Awaitable[None]] | None = None) -> None:
         self._server = server
         self._nodes = nodes
         self._refresh = refresh_timestamps
+        #: ``await on_connection(meter, lost, error)`` when the meter is lost (Disconnected)
+        #: or regained (Connected after being lost): the gateway's events
+        self._on_connection = on_connection
+        self._lost = False
         self._slots: dict[ua.NodeId, _Slot] = {}
         self._extreme_ids = tuple(nodes.extremes.values())
         # what status.json supplies (Manufacturer and Model are ours, they stay Good)
@@ -239,6 +244,15 @@ class MeterPublisher:
         await self._degrade(self._status_ids, status)
 
     async def diagnostics(self, d: Diagnostics) -> None:
+        if self._on_connection is not None:
+            state = d.connection_state
+            if state is ConnectionState.DISCONNECTED:
+                if not self._lost:
+                    self._lost = True
+                    await self._on_connection(self._nodes.name, True, d.last_error)
+            elif self._lost and state is ConnectionState.CONNECTED:
+                self._lost = False
+                await self._on_connection(self._nodes.name, False, "")
         diag = self._nodes.diagnostics
         health = _HEALTH[d.connection_state]
         if health == 0 and d.crosscheck_ok is False:

@@ -27,13 +27,14 @@ from emu_opcua.clients.http import MeterHttpClient
 from emu_opcua.clients.modbus import MeterModbusClient
 from emu_opcua.errors import ConfigError, ListenError
 from emu_opcua.gateway.poller import MeterPoller, PollSettings
+from emu_opcua.history.events import MeterEvent, connection_event
 from emu_opcua.history.sqlite import SqliteHistoryStore
 from emu_opcua.history.store import HistoryStore
 from emu_opcua.history.sync import SyncPolicy
 from emu_opcua.history.syncer import MeterSyncer, StoreWriter, SyncSettings
 from emu_opcua.meter.registers import RegisterMap
 from emu_opcua.firmware.updater import FirmwareUpdater, UpdateSettings
-from emu_opcua.opcua import history, localization, server_info, services, software_update, subscriptions
+from emu_opcua.opcua import events, history, localization, server_info, services, software_update, subscriptions
 from emu_opcua.opcua.config import HistoryConfig, MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
 from emu_opcua.opcua.model import MeterModel
@@ -113,6 +114,8 @@ class GatewayServer:
         self.history_store = history_store
         #: the HistoryRead service (iserver.history_manager)
         self.history_service: history.HistoryService | None = None
+        #: meter events: live notifications and ReadEventDetails (events.py)
+        self.events: events.EventService | None = None
         self.model: MeterModel | None = None
         self.pollers: dict[str, MeterPoller] = {}
         self.publishers: dict[str, MeterPublisher] = {}
@@ -158,6 +161,7 @@ class GatewayServer:
         # Bad_HistoryOperationUnsupported (asyncua's own manager answers Good, no data)
         self.history_service = await history.install(
             self.server, self.model, store, max_continuation_points=config.max_history_continuation_points)
+        self.events = await events.install(self.server, self.model, self.history_service, store)
         update_nodes: dict = {}
         if config.firmware_update and config.meters:
             # DI SoftwareUpdate AddIn on every meter; its methods through the method seam
@@ -182,7 +186,8 @@ class GatewayServer:
             server_info.run_diagnostics(self.server, self.server.guard), name="server diagnostics"))
         for meter in config.meters:
             publisher = MeterPublisher(self.server, self.model.meters[meter.name],
-                                       refresh_timestamps=meter.refresh_timestamps)
+                                       refresh_timestamps=meter.refresh_timestamps,
+                                       on_connection=self._connection_event)
             http = MeterHttpClient(meter.host, meter.http_port, password=meter.password,
                                    timeout=meter.http_timeout)
             self._http_clients.append(http)
@@ -206,7 +211,8 @@ class GatewayServer:
                     confirmation_timeout=meter.firmware_confirmation_timeout,
                     pause_polling=poller.pause, resume_polling=poller.resume))
             if self.history is not None:
-                syncer = MeterSyncer(meter.name, http, self.history, pages, settings, report=publisher.history)
+                syncer = MeterSyncer(meter.name, http, self.history, pages, settings, report=publisher.history,
+                                     on_events=self.events.emit)
                 self.syncers[meter.name] = syncer
                 self._tasks.append(asyncio.create_task(syncer.run(), name=f"sync {meter.name}"))
             else:
@@ -216,6 +222,18 @@ class GatewayServer:
         if self.pollers:
             self._tasks.append(asyncio.create_task(self._settle(), name="freeze long-lived objects"))
         log.info("serving %d meter(s) on %s", len(config.meters), config.endpoint)
+
+    async def _connection_event(self, meter: str, lost: bool, error: str) -> None:
+        """The gateway lost or regained a meter: stored (with history on), then emitted.
+        Called from the poller's diagnostics: it never raises (events never stop polling)."""
+        event: MeterEvent = connection_event(meter, lost, int(time.time() * 1000), error)
+        try:
+            if self.history is not None:
+                await self.history.call(self.history.store.add_events, [event])
+            if self.events is not None:
+                await self.events.emit([event])
+        except Exception:  # noqa: BLE001 - see docstring
+            log.exception("meter %s: the %s event was not stored or sent", meter, event.kind)
 
     async def _settle(self) -> None:
         """Once every meter was polled (its clients, connections and parsers exist), move

@@ -174,7 +174,9 @@ async def test_every_datalog_quantity_is_historized_and_nothing_else(setup: Setu
 async def test_server_history_capabilities_are_filled_in(setup: Setup):
     caps = setup.client.get_node(ua.ObjectIds.HistoryServerCapabilities)
     assert await (await caps.get_child("0:AccessHistoryDataCapability")).read_value() is True
-    assert await (await caps.get_child("0:AccessHistoryEventsCapability")).read_value() is False
+    # meter events are served from the store too (emu_opcua.opcua.events)
+    assert await (await caps.get_child("0:AccessHistoryEventsCapability")).read_value() is True
+    assert await (await caps.get_child("0:MaxReturnEventValues")).read_value() == setup.gateway.events.max_values
     assert await (await caps.get_child("0:MaxReturnDataValues")).read_value() == setup.gateway.history_service.max_values
     assert await (await caps.get_child("0:InsertDataCapability")).read_value() is False
     assert await (await caps.get_child("0:DeleteRawCapability")).read_value() is False

@@ -4,6 +4,7 @@ import xml.etree.ElementTree as ET
 
 from asyncua import Server, ua
 
+from emu_opcua.history.events import KINDS
 from emu_opcua.meter.catalogue import MEASUREMENTS, WITH_EXTREMES
 from emu_opcua.opcua import nodeset
 from emu_opcua.opcua.nodeset import NAMESPACE_URI, NODESET_PATH, generate
@@ -27,8 +28,8 @@ def test_structure_of_the_xml():
     assert model.find("n:RequiredModel", NS).get("ModelUri") == "http://opcfoundation.org/UA/"
     aliases = {a.get("Alias"): a.text for a in root.findall("n:Aliases/n:Alias", NS)}
     assert aliases["HasComponent"] == "i=47" and aliases["Double"] == "i=11"
-    [otype] = root.findall("n:UAObjectType", NS)
-    assert otype.get("BrowseName") == "1:EmuMeterType"
+    object_types = {t.get("BrowseName"): t for t in root.findall("n:UAObjectType", NS)}
+    assert set(object_types) == {"1:EmuMeterType"} | {f"1:{t.browse_name}" for t in nodeset.EVENT_TYPES}
     variables = {v.get("NodeId"): v for v in root.findall("n:UAVariable", NS)}
     power = variables["ns=1;s=EmuMeterType.Measurements.AcActivePowerTotal"]
     refs = {(r.get("ReferenceType"), r.text) for r in power.findall("n:References/n:Reference", NS)}
@@ -68,3 +69,22 @@ async def test_imports_into_asyncua():
     assert (await health.read_data_type()) == ua.NodeId("DeviceHealthEnumeration", idx)
     strings = await server.get_node(ua.NodeId("DeviceHealthEnumeration.EnumStrings", idx)).read_value()
     assert [s.Text for s in strings] == list(nodeset.DEVICE_HEALTH)
+
+
+async def test_event_types_import_below_system_event_type_with_their_properties():
+    server = Server()
+    await server.init()
+    await server.import_xml(str(NODESET_PATH))
+    idx = await server.get_namespace_index(NAMESPACE_URI)
+    base = server.get_node(ua.NodeId(nodeset.EVENT_BASE_TYPE, idx))
+    [parent] = await base.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+    assert parent.nodeid == ua.NodeId(ua.ObjectIds.SystemEventType)
+    assert await base.read_attribute(ua.AttributeIds.IsAbstract) is not None
+    logbook = server.get_node(ua.NodeId("LogbookEntryEventType", idx))
+    names = {(await p.read_browse_name()).Name for p in await logbook.get_properties()}
+    assert {"CtPrimary", "CtPrimaryBefore", "VtSecondaryBefore", "S0PulseValue", "S0PulseLengthBefore",
+            "DatalogIndex", "LogbookIndex", "AcActiveEnergyT1ImportHp"} <= names
+    outage = server.get_node(ua.NodeId("PowerOutageEventType", idx))
+    [status] = await outage.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+    assert status.nodeid == ua.NodeId("DatalogStatusEventType", idx)
+    assert {k: t.browse_name for k, t in nodeset.EVENT_TYPE_BY_KIND.items()} == dict(KINDS)
