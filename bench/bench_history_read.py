@@ -117,6 +117,9 @@ class RowsInMemory:
     def read(self, meter, start, end, *, after=None, limit=None, reverse=False):
         return self.rows(start, end, after=after, limit=limit, reverse=reverse) if meter == METER else []
 
+    def read_columns(self, meter, start, end, columns, *, after=None, limit=None, reverse=False):
+        return self.rows.tuples(start, end, columns, after=after, limit=limit, reverse=reverse) if meter == METER else []
+
     def extent(self, meter):
         return (self.rows.rows[0], self.rows.rows[-1]) if meter == METER else None
 
@@ -131,8 +134,13 @@ async def our_server(store, port: int):
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    from emu_opcua.opcua import services
+    from emu_opcua.opcua.methods import MethodRegistry
+
+    served = services.Services(services.ServiceSettings(), MethodRegistry())
+    await services.install(server, served)
     model = await MeterModel.build(server, [METER], history=True)
-    localization.install(server, model, session_class=GatewaySession)
+    localization.install(server, model, served, session_class=GatewaySession)
     await history.install(server, model, store)
     await server.start()
     return server, model.quantity(METER, QUANTITY.code)

@@ -158,6 +158,26 @@ def raw_value_reader(quantity: Quantity) -> Callable[[tuple[int, ...]], float]:
     return lambda raw: sum([raw[j] for j in indices]) * factor
 
 
+def raw_columns(quantity: Quantity) -> tuple[int, ...]:
+    """The indices into :attr:`DatalogRow.raw` that ``quantity`` is read from (summed)."""
+    return _value_getter(quantity)[1]
+
+
+def columns_value_reader(quantity: Quantity, first: int) -> Callable[[tuple[int, ...]], float]:
+    """:func:`raw_value_reader` for a row holding only ``quantity``'s columns
+    (:func:`raw_columns`, in that order) from position ``first`` on (a store's
+    ``read_columns`` rows)."""
+    _src, indices, divisor, factor = _value_getter(quantity)
+    if len(indices) == 1:
+        if divisor:
+            return lambda row: row[first] / divisor
+        return lambda row: row[first] * factor
+    positions = range(first, first + len(indices))
+    if divisor:
+        return lambda row: sum([row[j] for j in positions]) / divisor
+    return lambda row: sum([row[j] for j in positions]) * factor
+
+
 #: Catalogue quantities carried by the datalog's value columns, in catalogue order.
 DATALOG_QUANTITIES: tuple[Quantity, ...] = tuple(q for q in CATALOGUE if q.code in _VALUE_GETTERS)
 

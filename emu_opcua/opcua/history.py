@@ -424,12 +424,7 @@ class HistoryService(HistoryManager):
     def source(self, meter: str) -> raw.RowSource:
         """``meter``'s rows as a :class:`~emu_opcua.history.raw.RowSource` (call it in a worker
         thread: :meth:`run`)."""
-        read = self.store.read
-
-        def source(start: int, end: int, *, after=None, limit=None, reverse=False):
-            return read(meter, start, end, after=after, limit=limit, reverse=reverse)
-
-        return source
+        return raw.StoreRows(self.store, meter)
 
     def _prepare(self, params: ua.HistoryReadParameters, session: Any, kind: int,
                  details_key: tuple) -> list[_Job]:
