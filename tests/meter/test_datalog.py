@@ -279,3 +279,18 @@ def test_format_row_and_reject_bad_separator():
     assert format_datalog([row], header=False) == "2024-03-01T10:15:07Z;1;128;1;-3" + ";0" * 23 + "\n"
     with pytest.raises(ValueError):
         format_datalog([row], sep="\t")
+
+
+def test_parsed_rows_are_the_rows_the_validating_constructor_builds_and_stay_frozen():
+    import attrs
+
+    rows = [DatalogRow(datetime(2024, 3, 1, 0, 15 * k, tzinfo=timezone.utc), k, k * 37 % 256, "22000001",
+                       tuple(range(k, k + 24))) for k in range(4)]
+    parsed = parse_datalog(format_datalog(rows))
+    assert parsed == tuple(rows)
+    for got, want in zip(parsed, rows):
+        assert type(got) is DatalogRow and type(got.status) is DatalogStatus
+        assert attrs.astuple(got, recurse=False) == attrs.astuple(want, recurse=False)
+        assert hash(got) == hash(want)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.index = 99
