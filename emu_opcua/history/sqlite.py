@@ -23,7 +23,9 @@ found through the indexes ``(series_id, t_min)`` and ``(series_id, t_max)``, bou
 both sides with the series' widest chunk span, so a read touches the chunks of its range
 (and costs O(log n) to find them) however large the store grows. Timestamps inside a
 series are not monotonic (a clock set back repeats them): a chunk's span covers that, and
-rows are sorted by :class:`RowPosition` after decoding.
+rows are sorted by :class:`RowPosition` after decoding. A chunk's planes hold one column
+after the other, so :meth:`SqliteHistoryStore.read_columns` decodes only the columns a
+read asks for (a history read of one quantity: 4 of 27).
 
 Threads: the store object may be shared between threads. Writes (``new_series``,
 ``append``, ``prune``) go through one connection under a lock (one writer at a time, as

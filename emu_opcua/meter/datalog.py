@@ -20,8 +20,6 @@ end in ``Z`` and be ISO 8601 as ``datetime.fromisoformat`` reads it.
 from __future__ import annotations
 
 import enum
-import json
-import re
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -329,32 +327,6 @@ def _diagnose(number: int, fields: list[str], *, truncated: bool) -> ParseError:
     return cls(f"row could not be parsed{suffix}", where=f"{DOCUMENT} line {number}")
 
 
-#: What the integer columns of a whole page, joined by :func:`_page_raw`, may contain.
-_PAGE_INTS = re.compile(r"[0-9,\[\]-]*")
-
-
-def _page_raw(records) -> list[tuple[int, ...]] | None:
-    """Every record's columns 5..28 as ints, read by one ``json.loads`` (C) instead of
-    24 ``int()`` calls a row (a third of a page's parse). None unless every record has
-    the datalog's column count and every one of those fields is a plain decimal integer
-    (digits, a minus): then the delimiters are exactly the ones joined in here, and JSON
-    reads each field as ``int()`` would; otherwise each row goes through ``int()``, which
-    also names a bad field."""
-    n_cols = DATALOG_COLUMNS
-    if not records or any(len(f) != n_cols for _n, f in records):
-        return None
-    text = "[[" + "],[".join([",".join(f[FIRST_RAW_COLUMN - 1:]) for _n, f in records]) + "]]"
-    n = len(records)
-    if (text.count(",") != n * RAW_COLUMNS - 1 or text.count("[") != n + 1 or text.count("]") != n + 1
-            or _PAGE_INTS.fullmatch(text) is None):
-        return None
-    try:
-        lists = json.loads(text)
-    except ValueError:  # an empty field, "1-2", a leading zero: int() decides, row by row
-        return None
-    return [tuple(r) for r in lists]
-
-
 def _parse(data: bytes | str, *, strict: bool) -> DatalogParseResult:
     doc = _csv.split_document(data, document=DOCUMENT, columns=DATALOG_COLUMNS)
     rows: list[DatalogRow] = []
@@ -366,8 +338,7 @@ def _parse(data: bytes | str, *, strict: bool) -> DatalogParseResult:
     status = _STATUS
     ts = _fromisoformat
     n_cols = DATALOG_COLUMNS
-    raws = _page_raw(doc.records)
-    for k, (number, fields) in enumerate(doc.records):
+    for number, fields in doc.records:
         try:
             if len(fields) != n_cols:
                 raise ValueError
@@ -381,8 +352,7 @@ def _parse(data: bytes | str, *, strict: bool) -> DatalogParseResult:
             if not serial:
                 raise ValueError
             # fromisoformat reads "...Z" as UTC and refuses an offset before the "Z"
-            raw = raws[k] if raws is not None else tuple(map(int, fields[4:]))
-            append(new(ts(t), index, status[int(fields[2])], serial, raw))
+            append(new(ts(t), index, status[int(fields[2])], serial, tuple(map(int, fields[4:]))))
         except (ValueError, KeyError, IndexError, TypeError):
             err = _diagnose(number, fields, truncated=number == cut_line)
             if strict:
