@@ -117,6 +117,9 @@ class RowsInMemory:
     def read(self, meter, start, end, *, after=None, limit=None, reverse=False):
         return self.rows(start, end, after=after, limit=limit, reverse=reverse) if meter == METER else []
 
+    def read_columns(self, meter, start, end, columns, *, after=None, limit=None, reverse=False):
+        return self.rows.tuples(start, end, columns, after=after, limit=limit, reverse=reverse) if meter == METER else []
+
     def extent(self, meter):
         return (self.rows.rows[0], self.rows.rows[-1]) if meter == METER else None
 

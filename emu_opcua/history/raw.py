@@ -43,7 +43,7 @@ from attrs import frozen
 
 from emu_opcua.history.store import RowPosition, StoredRow
 from emu_opcua.meter.catalogue import Quantity
-from emu_opcua.meter.datalog import DatalogStatus, raw_value_reader
+from emu_opcua.meter.datalog import DatalogStatus, columns_value_reader, raw_columns, raw_value_reader
 
 US = 1_000_000
 #: Store range limits standing for "no limit" (unix seconds; far outside any row).
@@ -129,12 +129,15 @@ def stepped(quantity: Quantity) -> bool:
 class RowConverter:
     """A stored row -> (value, status code) for one quantity, compiled once."""
 
-    __slots__ = ("quantity", "value", "statuses")
+    __slots__ = ("quantity", "value", "statuses", "columns", "tuple_value")
 
     def __init__(self, quantity: Quantity) -> None:
         self.quantity = quantity
         self.value: Callable[[tuple[int, ...]], float] = raw_value_reader(quantity)
         self.statuses = _status_table(quantity.group == "energy")
+        #: the datalog columns the value is read from (what ``RowSource.tuples`` decodes)
+        self.columns = raw_columns(quantity)
+        self.tuple_value = columns_value_reader(quantity, 4)
 
     def __call__(self, row: StoredRow) -> Value:
         return (row.timestamp * US, self.value(row.raw), self.statuses[row.status])
@@ -146,6 +149,11 @@ class RowConverter:
         value, statuses = self.value, self.statuses
         return [(r.timestamp * US, value(r.raw), statuses[r.status]) for r in rows]
 
+    def many_tuples(self, rows: Sequence[tuple[int, ...]]) -> list[Value]:
+        """:meth:`many` of ``RowSource.tuples`` rows (read with :attr:`columns`)."""
+        value, statuses = self.tuple_value, self.statuses
+        return [(r[0] * US, value(r), statuses[r[3]]) for r in rows]
+
 
 # --- where rows come from ------------------------------------------------------------------------
 class RowSource(Protocol):
@@ -153,6 +161,30 @@ class RowSource(Protocol):
 
     def __call__(self, start: int, end: int, *, after: RowPosition | None = None,
                  limit: int | None = None, reverse: bool = False) -> list[StoredRow]: ...
+
+    def tuples(self, start: int, end: int, columns: Sequence[int], *, after: RowPosition | None = None,
+               limit: int | None = None, reverse: bool = False) -> list[tuple[int, ...]]:
+        """The same rows as plain tuples of only ``columns`` (``HistoryStore.read_columns``):
+        what a page of values is read from."""
+        ...
+
+
+class StoreRows:
+    """A :class:`RowSource`: one meter of a ``HistoryStore``."""
+
+    __slots__ = ("store", "meter")
+
+    def __init__(self, store, meter: str) -> None:
+        self.store = store
+        self.meter = meter
+
+    def __call__(self, start: int, end: int, *, after: RowPosition | None = None,
+                 limit: int | None = None, reverse: bool = False) -> list[StoredRow]:
+        return self.store.read(self.meter, start, end, after=after, limit=limit, reverse=reverse)
+
+    def tuples(self, start: int, end: int, columns: Sequence[int], *, after: RowPosition | None = None,
+               limit: int | None = None, reverse: bool = False) -> list[tuple[int, ...]]:
+        return self.store.read_columns(self.meter, start, end, columns, after=after, limit=limit, reverse=reverse)
 
 
 class ListRows:
@@ -183,6 +215,11 @@ class ListRows:
         if reverse:
             found.reverse()
         return found
+
+    def tuples(self, start: int, end: int, columns: Sequence[int], *, after: RowPosition | None = None,
+               limit: int | None = None, reverse: bool = False) -> list[tuple[int, ...]]:
+        rows = self(start, end, after=after, limit=limit, reverse=reverse)
+        return [(r.timestamp, r.series_id, r.index, r.status, *[r.raw[c] for c in columns]) for r in rows]
 
 
 # --- raw reads ---------------------------------------------------------------------------------
@@ -298,13 +335,13 @@ def read_raw(source: RowSource, convert: RowConverter, request: RawRequest, *,
         phase = ROWS
     if phase == ROWS and len(out) < limit:
         want = limit - len(out)
-        rows = source(plan.lo, plan.hi, after=last, limit=want + 1, reverse=plan.reverse)
+        rows = source.tuples(plan.lo, plan.hi, convert.columns, after=last, limit=want + 1, reverse=plan.reverse)
         more = len(rows) > want
         if more:
-            rows = rows[:want]
-        out.extend(convert.many(rows))
+            del rows[want:]
+        out.extend(convert.many_tuples(rows))
         if rows:
-            last = rows[-1].position
+            last = RowPosition(*rows[-1][:3])
         if more:
             return Page(out, Cursor(ROWS, last))
         phase = END_BOUND if request.bounds else DONE

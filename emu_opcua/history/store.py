@@ -143,6 +143,15 @@ class HistoryStore(Protocol):
     def series_extents(self, meter: str) -> list[tuple[int, int, int]]:
         """(series id, oldest, newest row timestamp) of each series of ``meter`` with rows."""
 
+    def read_columns(self, meter: str, start: int, end: int, columns: Sequence[int], *,
+                     after: RowPosition | None = None, limit: int | None = None,
+                     reverse: bool = False) -> list[tuple[int, ...]]:
+        """:meth:`read` of only the datalog columns ``columns`` (indices into
+        :attr:`StoredRow.raw`), each row a plain tuple ``(timestamp, series_id, index,
+        status, raw[c] for c in columns)`` (its first three items are its
+        :class:`RowPosition`). For reads of one quantity over many rows (history reads): a
+        backend decodes only what is asked and builds no row objects."""
+
     def extent(self, meter: str) -> tuple[StoredRow, StoredRow] | None:
         """The oldest and the newest row of ``meter`` in read order, or None when empty."""
 

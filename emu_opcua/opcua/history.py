@@ -444,10 +444,7 @@ class HistoryService(HistoryManager):
 
             return only
 
-        def source(start: int, end: int, *, after=None, limit=None, reverse=False):
-            return read(meter, start, end, after=after, limit=limit, reverse=reverse)
-
-        return source
+        return raw.StoreRows(self.store, meter)  # rows, or tuples of only the columns a read needs
 
     def _prepare(self, params: ua.HistoryReadParameters, session: Any, kind: int,
                  details_key: tuple) -> list[_Job]:

@@ -292,3 +292,46 @@ def test_continuation_points_round_trip_and_refuse_garbage():
     for garbage in (b"", b"x" * len(data), data[:-1], b"EH\x09" + data[3:]):
         with pytest.raises(ValueError):
             decode_continuation(garbage)
+
+
+@pytest.mark.parametrize("quantity", [POWER, ENERGY, BY_CODE["voltage_l1"]])
+def test_values_from_tuples_of_the_quantitys_columns_equal_values_from_rows(quantity):
+    rows = [StoredRow(100 + k, 1, k, k % 256, tuple(k * 7 + c * 1000 - 500 for c in range(RAW_COLUMNS)))
+            for k in range(300)]
+    convert = RowConverter(quantity)
+    tuples = ListRows(rows).tuples(0, 10**6, convert.columns)
+    assert len(convert.columns) == (2 if quantity is ENERGY else 1)
+    assert convert.many_tuples(tuples) == convert.many(rows)
+
+
+def test_a_raw_read_over_the_sqlite_store_equals_one_over_the_same_rows_in_memory(tmp_path):
+    from emu_opcua.history.raw import StoreRows
+    from emu_opcua.history.sqlite import SqliteHistoryStore
+
+    store = SqliteHistoryStore(tmp_path / "h.sqlite")
+    try:
+        a = store.new_series("m", "A", 0)
+        b = store.new_series("m", "B", 0)
+        rows_a = [(1000 + 900 * k - (9000 if k >= 200 else 0), k, k % 256, *range(k, k + RAW_COLUMNS))
+                  for k in range(400)]  # the clock set back at 200: repeated timestamps
+        rows_b = [(1000 + 900 * k + 450, k, 0, *range(-k, -k + RAW_COLUMNS)) for k in range(150)]
+        store.append_tuples(a, rows_a, None)
+        store.append_tuples(b, rows_b, None)
+        memory = ListRows([StoredRow(t, sid, i, s, tuple(raw)) for sid, rows in ((a.id, rows_a), (b.id, rows_b))
+                           for t, i, s, *raw in rows])
+        for request in (RawRequest(0, 10**9 * US, bounds=True), RawRequest(100_000 * US, 5_000 * US, bounds=True),
+                        RawRequest(50_000 * US, None, max_values=333)):
+            for convert in (RowConverter(POWER), RowConverter(ENERGY)):
+                pages = []
+                for source in (StoreRows(store, "m"), memory):
+                    got, cursor = [], None
+                    while True:
+                        page = read_raw(source, convert, request, page_size=97, cursor=cursor)
+                        got.append(page.values)
+                        cursor = page.cursor
+                        if cursor is None:
+                            break
+                    pages.append(got)
+                assert pages[0] == pages[1] and len(pages[0]) > 2
+    finally:
+        store.close()

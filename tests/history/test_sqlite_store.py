@@ -16,6 +16,7 @@ from emu_opcua.history.sqlite import (
     StoreError,
     pack_rows,
     row_tuple,
+    unpack_columns,
     unpack_rows,
 )
 from emu_opcua.history.store import RowPosition, StoredRow
@@ -150,6 +151,40 @@ def test_paging_with_continuation_visits_every_row_once(store, reverse, limit):
     assert len(everything) == len({(r.series_id, r.index) for r in everything})
 
 
+def _projected(rows: list[StoredRow], columns) -> list[tuple[int, ...]]:
+    return [(r.timestamp, r.series_id, r.index, r.status, *[r.raw[c] for c in columns]) for r in rows]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("columns", [(), (9,), (5, 2), tuple(range(RAW_COLUMNS))])
+def test_read_columns_is_read_with_only_the_asked_columns(store, reverse, columns):
+    a = store.new_series("m", "A", 1)
+    b = store.new_series("m", "B", 1)
+    # overlapping series and a clock set back (repeated timestamps inside series A)
+    store.append(a, make_rows(1, 300) + make_rows(301, 200, t0=T0 + 100 * 900), {})
+    store.append(b, make_rows(1, 120, t0=T0 + 200 * 900, serial="B"), {})
+    for start, end in [(T0, T0 + 10**6), (T0 + 30 * 900 + 1, T0 + 290 * 900), (T0 + 150 * 900, T0 + 151 * 900)]:
+        assert store.read_columns("m", start, end, columns, reverse=reverse) == \
+            _projected(store.read("m", start, end, reverse=reverse), columns)
+        for limit in (1, 50, 129):
+            after = None
+            while True:
+                got = store.read_columns("m", start, end, columns, after=after, limit=limit, reverse=reverse)
+                assert got == _projected(store.read("m", start, end, after=after, limit=limit, reverse=reverse),
+                                         columns)
+                if not got:
+                    break
+                after = RowPosition(*got[-1][:3])
+
+
+def test_read_columns_refuses_columns_a_row_does_not_have(store):
+    store.new_series("m", "A", 1)
+    with pytest.raises(ValueError):
+        store.read_columns("m", T0, T0 + 900, (RAW_COLUMNS,))
+    with pytest.raises(ValueError):
+        store.read_columns("m", T0, T0 + 900, (-1,))
+
+
 def test_after_is_strict(store):
     series = store.new_series("m", "1", 1)
     store.append(series, make_rows(1, 10), {})
@@ -222,6 +257,9 @@ def test_pack_roundtrip_extremes():
             (0, 3, 1) + tuple(range(-12, 12))]
     assert unpack_rows(pack_rows(rows), 3) == rows
     assert unpack_rows(pack_rows([]), 0) == []
+    blob = pack_rows(rows)
+    assert unpack_columns(blob, 3, (0, 26, 3, 2)) == [[r[c] for r in rows] for c in (0, 26, 3, 2)]
+    assert unpack_columns(b"", 0, (1, 2)) == [[], []]
 
 
 def test_wal_and_large_pages(tmp_path):

@@ -279,3 +279,47 @@ def test_format_row_and_reject_bad_separator():
     assert format_datalog([row], header=False) == "2024-03-01T10:15:07Z;1;128;1;-3" + ";0" * 23 + "\n"
     with pytest.raises(ValueError):
         format_datalog([row], sep="\t")
+
+
+def test_parsed_rows_are_the_rows_the_validating_constructor_builds_and_stay_frozen():
+    import attrs
+
+    rows = [DatalogRow(datetime(2024, 3, 1, 0, 15 * k, tzinfo=timezone.utc), k, k * 37 % 256, "22000001",
+                       tuple(range(k, k + 24))) for k in range(4)]
+    parsed = parse_datalog(format_datalog(rows))
+    assert parsed == tuple(rows)
+    for got, want in zip(parsed, rows):
+        assert type(got) is DatalogRow and type(got.status) is DatalogStatus
+        assert attrs.astuple(got, recurse=False) == attrs.astuple(want, recurse=False)
+        assert hash(got) == hash(want)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.index = 99
+
+
+def _page_with(field: str) -> tuple[list[DatalogRow], str]:
+    rows = [DatalogRow(datetime(2024, 3, 1, 1, 15 * k, tzinfo=timezone.utc), 10 + k, 0, "22000001",
+                       tuple(range(-k, 24 - k))) for k in range(3)]
+    lines = format_datalog(rows).splitlines()
+    fields = lines[2].split(";")
+    fields[9] = field  # row index 11, column 10 (raw[5])
+    lines[2] = ";".join(fields)
+    return rows, "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("field, value", [("+5", 5), (" 7 ", 7), ("007", 7), ("-0", 0), ("1_000", 1000),
+                                          ("-98765432109876543210", -98765432109876543210)])
+def test_integer_columns_are_read_as_int_reads_them_whatever_else_is_on_the_page(field, value):
+    rows, text = _page_with(field)
+    parsed = parse_datalog(text)
+    assert parsed[1].raw[5] == value
+    assert [r.raw for r in parsed[::2]] == [r.raw for r in rows[::2]]
+    assert parsed[1].raw[:5] == rows[1].raw[:5] and parsed[1].raw[6:] == rows[1].raw[6:]
+
+
+@pytest.mark.parametrize("field", ["1,2", "1.5", "1e3", "", "]", "[1]", "],[", "true", "null", "-", "1-2", '"1"'])
+def test_a_field_that_is_no_integer_is_an_error_of_its_row_alone(field):
+    rows, text = _page_with(field)
+    result = parse_datalog_lenient(text)
+    assert result.rows == (rows[0], rows[2])
+    (error,) = result.errors
+    assert "column 10" in str(error)
