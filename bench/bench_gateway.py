@@ -305,7 +305,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refresh: float = 1.0,
-                   refresh_timestamps: bool = False) -> dict:
+                   refresh_timestamps: bool = False, history: bool = True) -> dict:
     ports_file = tmp / f"ports-{n}.json"
     sim = Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(n), "--history-days", "1",
                 "--refresh-interval", str(refresh), "--ports-file", str(ports_file)], stderr=subprocess.DEVNULL)
@@ -323,6 +323,7 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
             'security_policies = ["None"]', "",
             "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
             "datalog_interval = 60.0", f"refresh_timestamps = {str(refresh_timestamps).lower()}", "",
+            "[history]", f"enabled = {str(history).lower()}", "",
         ]
         for i, m in enumerate(ports["meters"]):
             lines += ["[[meters]]", f'name = "m{i:04d}"', f'host = "{m["host"]}"',
@@ -491,7 +492,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 async def orchestrate(sizes: list[int], window: float, refresh: float, polling_only: bool = False,
-                      refresh_timestamps: bool = False) -> None:
+                      refresh_timestamps: bool = False, history: bool = True) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if polling_only:
@@ -500,7 +501,7 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
                   "  max poll lateness per meter, median/max ms")
             for n in sizes:
                 r = await run_size(n, window, Path(tmp), full=False, refresh=refresh,
-                                   refresh_timestamps=refresh_timestamps)
+                                   refresh_timestamps=refresh_timestamps, history=history)
                 print(f"{n:>6}  {r['on_time_pct']:>12.1f} %  {r['polls_done_pct']:>8.1f} %  {r['cpu_pct']:>8.0f}"
                       f"  {r['sim_cpu_pct']:>9.0f}  {r['rss_kib'] / 1024:.0f} MB  "
                       f"{'/'.join(f'{x:.0f}' for x in r['loop_lag_ms']):>20}  "
@@ -513,14 +514,15 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
         # layout, same code) divided by the extra meters, so the server's own standard
         # address space and libraries are not billed to the meters.
         print("... 10 meters (RSS baseline)", file=sys.stderr, flush=True)
-        base = await run_size(10, 5.0, Path(tmp), full=False)
+        base = await run_size(10, 5.0, Path(tmp), full=False, history=history)
         for n in sizes:
             print(f"... {n} meters", file=sys.stderr, flush=True)
-            row = await run_size(n, window, Path(tmp), refresh=refresh, refresh_timestamps=refresh_timestamps)
+            row = await run_size(n, window, Path(tmp), refresh=refresh, refresh_timestamps=refresh_timestamps,
+                                 history=history)
             row["rss_per_meter_kib"] = (row["rss_kib"] - base["rss_kib"]) / (n - base["meters"])
             rows.append(row)
     print(f"gateway benchmark: fast poll 1 s, meter register refresh {refresh:g} s, "
-          f"refresh_timestamps {str(refresh_timestamps).lower()}, "
+          f"refresh_timestamps {str(refresh_timestamps).lower()}, history {'on' if history else 'off'}, "
           f"measurement window {window:.0f} s, {os.cpu_count()} cores shared by simulator, gateway and client")
     print_table(rows)
 
@@ -533,6 +535,8 @@ def main() -> None:
                         help="simulated meters' register refresh (s); the manual says 5-10 s")
     parser.add_argument("--refresh-timestamps", action="store_true",
                         help="serve every meter with refresh_timestamps = true (timestamps rewritten every poll)")
+    parser.add_argument("--no-history", action="store_true",
+                        help="serve with [history] enabled = false (the datalog is not synced into a store)")
     parser.add_argument("--polling-only", action="store_true",
                         help="measure only the polling (on time, CPU, RSS): a quick check")
     parser.add_argument("--backfill", type=float, metavar="DAYS",
@@ -558,7 +562,8 @@ def main() -> None:
             for n in args.meters:
                 asyncio.run(run_backfill(n, args.backfill, args.pages, Path(tmp), sim_procs=args.sim_procs))
     else:
-        asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only, args.refresh_timestamps))
+        asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only, args.refresh_timestamps,
+                                not args.no_history))
 
 
 if __name__ == "__main__":
