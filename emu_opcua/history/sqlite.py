@@ -411,14 +411,69 @@ class SqliteHistoryStore:
                      reverse: bool = False) -> list[tuple[int, ...]]:
         """:meth:`read` decoding only the datalog columns ``columns`` (indices into
         :attr:`StoredRow.raw`): each row a tuple ``(timestamp, series_id, index, status,
-        raw[c] for c in columns)`` (what a raw read of one quantity needs)."""
-        columns = tuple(columns)
-        for c in columns:
-            if not 0 <= c < RAW_COLUMNS:
-                raise ValueError(f"no datalog column {c} (a row has {RAW_COLUMNS})")
-        decoded = columns or (0,)  # (a read of no column still decodes one, for the row count)
-        return [(t, sid, idx, status, *(raw[c] for c in columns)) for t, sid, idx, status, raw in
-                self.read_tuples(meter, start, end, after=after, limit=limit, reverse=reverse, columns=decoded)]
+        raw[c] for c in columns)``: a raw read needs one quantity's columns, and a row
+        object costs as much as decoding its columns."""
+        if limit is not None and limit <= 0:
+            return []
+        packed = (0, 1, 2, *(3 + c for c in columns))
+        if any(not 3 <= c < ROW_WIDTH for c in packed[3:]):
+            raise ValueError(f"datalog columns are 0..{RAW_COLUMNS - 1}, got {tuple(columns)}")
+        con = self._reader()
+        con.execute("BEGIN")  # one snapshot for every series and chunk
+        try:
+            return self._read_columns(con, meter, start, end, after, limit, reverse, packed)
+        finally:
+            con.execute("COMMIT")
+
+    def _read_columns(self, con, meter, start, end, after, limit, reverse, packed) -> list[tuple[int, ...]]:
+        lo, hi = start, end  # timestamps wanted: lo <= t < hi
+        if after is not None:
+            if reverse:
+                hi = min(hi, after.timestamp + 1)
+            else:
+                lo = max(lo, after.timestamp)
+        if lo >= hi:
+            return []
+        cursors = []
+        for sid, span in self._series_spans(con, meter):
+            if reverse:  # chunks by t_max descending: t_max >= lo, t_min < hi
+                cur = con.execute(
+                    "SELECT -t_max, t_min, t_max, series_id, n, data FROM chunk WHERE series_id=? "
+                    "AND t_max >= ? AND t_max < ? AND t_min < ? ORDER BY t_max DESC",
+                    (sid, lo, hi + span, hi))
+            else:
+                cur = con.execute(
+                    "SELECT t_min, t_min, t_max, series_id, n, data FROM chunk WHERE series_id=? "
+                    "AND t_min > ? AND t_min < ? AND t_max >= ? ORDER BY t_min",
+                    (sid, lo - span - 1, hi, lo))
+            cursors.append(cur)
+        chunks = heapq.merge(*cursors, key=operator.itemgetter(0)) if len(cursors) > 1 else (
+            cursors[0] if cursors else ())
+        found: list[tuple[int, ...]] = []
+        key_after = None if after is None else (after.timestamp, after.series_id, after.index)
+        for order_key, t_min, t_max, sid, n, data in chunks:
+            if limit is not None and len(found) >= limit:
+                found.sort(reverse=reverse)
+                del found[limit:]
+                boundary = found[-1][0]
+                # later chunks hold rows at or after (reverse: at or before) order_key
+                if (not reverse and order_key > boundary) or (reverse and -order_key < boundary):
+                    break
+            ts, idx, *rest = unpack_columns(data, n, packed)
+            rows = zip(ts, _repeat(sid), idx, *rest)
+            if lo <= t_min and t_max < hi and (
+                    key_after is None or (t_max < key_after[0] if reverse else t_min > key_after[0])):
+                found.extend(rows)  # the whole chunk is wanted
+                continue
+            for r in rows:
+                if lo <= r[0] < hi:
+                    if key_after is not None and (r[:3] <= key_after if not reverse else r[:3] >= key_after):
+                        continue
+                    found.append(r)
+        found.sort(reverse=reverse)
+        if limit is not None:
+            del found[limit:]
+        return found
 
     def read_tuples(self, meter: str, start: int, end: int, *, after: RowPosition | None = None,
                     limit: int | None = None, reverse: bool = False,
