@@ -482,65 +482,20 @@ class SqliteHistoryStore:
         reads of many rows (building a StoredRow costs as much as decoding its columns)."""
         if limit is not None and limit <= 0:
             return []
+        if columns is None:  # every column: status and the 24 raw ones follow the index
+            packed = tuple(range(ROW_WIDTH))
+            shape = lambda rest: rest  # noqa: E731
+        else:
+            packed = (0, 1, 2, *(3 + c for c in columns))
+            sparse = _sparse(columns)
+            shape = lambda rest: sparse(rest)  # noqa: E731
         con = self._reader()
         con.execute("BEGIN")  # one snapshot for every series and chunk
         try:
-            return self._read(con, meter, start, end, after, limit, reverse, columns)
+            found = self._read_columns(con, meter, start, end, after, limit, reverse, packed)
         finally:
             con.execute("COMMIT")
-
-    def _read(self, con, meter, start, end, after, limit, reverse, columns=None) -> list[tuple]:
-        lo, hi = start, end  # timestamps wanted: lo <= t < hi
-        if after is not None:
-            if reverse:
-                hi = min(hi, after.timestamp + 1)
-            else:
-                lo = max(lo, after.timestamp)
-        if lo >= hi:
-            return []
-        cursors = []
-        for sid, span in self._series_spans(con, meter):
-            if reverse:  # chunks by t_max descending: t_max >= lo, t_min < hi
-                cur = con.execute(
-                    "SELECT -t_max, t_min, series_id, n, data FROM chunk WHERE series_id=? "
-                    "AND t_max >= ? AND t_max < ? AND t_min < ? ORDER BY t_max DESC",
-                    (sid, lo, hi + span, hi))
-            else:
-                cur = con.execute(
-                    "SELECT t_min, t_max, series_id, n, data FROM chunk WHERE series_id=? "
-                    "AND t_min > ? AND t_min < ? AND t_max >= ? ORDER BY t_min",
-                    (sid, lo - span - 1, hi, lo))
-            cursors.append(cur)
-        chunks = heapq.merge(*cursors, key=operator.itemgetter(0)) if len(cursors) > 1 else (
-            cursors[0] if cursors else ())
-        found: list[tuple[int, int, int, int, tuple[int, ...]]] = []
-        key_after = None if after is None else (after.timestamp, after.series_id, after.index)
-        if columns is not None:
-            wanted = [0, 1, 2, *(3 + c for c in columns)]
-            sparse = _sparse(columns)
-        for order_key, _other, sid, n, data in chunks:
-            if limit is not None and len(found) >= limit:
-                found.sort(reverse=reverse)
-                del found[limit:]
-                boundary = found[-1][0]
-                # later chunks hold rows at or after (reverse: at or before) order_key
-                if (not reverse and order_key > boundary) or (reverse and -order_key < boundary):
-                    break
-            if columns is None:
-                rows: Any = ((r[0], r[1], r[2], r[3:]) for r in unpack_rows(data, n))
-            else:
-                cols = unpack_columns(data, n, wanted)
-                rows = zip(cols[0], cols[1], cols[2], map(sparse, zip(*cols[3:])))
-            for t, idx, status, raw in rows:
-                if lo <= t < hi:
-                    k = (t, sid, idx)
-                    if key_after is not None and (k <= key_after if not reverse else k >= key_after):
-                        continue
-                    found.append((t, sid, idx, status, raw))
-        found.sort(reverse=reverse)
-        if limit is not None:
-            del found[limit:]
-        return found
+        return [(r[0], r[1], r[2], r[3], shape(r[4:])) for r in found]
 
     def read_around(self, meter: str, cuts: Sequence[int], *,
                     columns: Sequence[int] | None = None, exact: bool = False) -> list[StoredRow]:
