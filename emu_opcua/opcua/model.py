@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from asyncua import Server, ua
@@ -38,6 +38,8 @@ from emu_opcua.opcua.nodeset import Group, Member
 from emu_opcua.opcua.sampling import CONSTANT_MS, UpdateGroup, UpdateRates, update_group
 
 FOLDER_NAME = "Meters"
+#: Adds nodes below the first meter (server, meter name, meter object) -> the node ids added.
+AddInBuilder = Callable[[Server, str, ua.NodeId], Awaitable[Sequence[ua.NodeId]]]
 #: Names a meter may carry: usable in a string node id with "." as separator.
 METER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Names taken by nodes of the nodeset itself (a meter so named would collide).
@@ -105,7 +107,8 @@ class MeterModel:
     @classmethod
     async def build(cls, server: Server, meters: Sequence[str], *, extremes: bool = True,
                     history: bool = False,
-                    update_rates: Mapping[str, UpdateRates] | None = None) -> MeterModel:
+                    update_rates: Mapping[str, UpdateRates] | None = None,
+                    add_ins: Sequence[AddInBuilder] = ()) -> MeterModel:
         """Create ``Objects/Meters/<meter>`` for every name (importing the nodeset if needed).
 
         ``server`` must be initialised (``await server.init()``); it need not be started.
@@ -114,6 +117,10 @@ class MeterModel:
         (``emu_opcua.opcua.history``; the history service answers for them).
         ``update_rates``: each meter's poll intervals, for its variables'
         MinimumSamplingInterval (default: the default poll settings).
+        ``add_ins``: builders of nodes below each meter that are not in EmuMeterType (the DI
+        SoftwareUpdate AddIn): each is called once, for the first meter, and the template then
+        copies what it added for every other meter, with the same sharing; their node ids must
+        start with ``<meter>.``.
         """
         rates = update_rates or {}
         default_rates = UpdateRates()
@@ -147,8 +154,14 @@ class MeterModel:
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
             await server.write_attribute_value(node_id, dv)
-        template = _Template(server.iserver.aspace, idx, folder, first,
-                             [item.RequestedNewNodeId for item in items[start:]], groups)
+        template_ids = [item.RequestedNewNodeId for item in items[start:]]
+        for add_in in add_ins:
+            added = await add_in(server, names[0], first.object)
+            prefix = names[0] + "."
+            if any(not node_id.Identifier.startswith(prefix) for node_id in added):
+                raise ValueError(f"an add-in's node ids must start with {prefix!r}")
+            template_ids += added
+        template = _Template(server.iserver.aspace, idx, folder, first, template_ids, groups)
         del items
         built[names[0]] = template.install(names[0], rates.get(names[0], default_rates))
         for name in names[1:]:

@@ -37,7 +37,7 @@ from emu_opcua.firmware.updater import FirmwareUpdater, UpdateSettings
 from emu_opcua.opcua import events, history, localization, server_info, services, software_update, subscriptions
 from emu_opcua.opcua.config import HistoryConfig, MeterConfig, ServerConfig, config_warnings, load_config
 from emu_opcua.opcua.methods import MethodRegistry, SubscriptionMethods
-from emu_opcua.opcua.model import MeterModel
+from emu_opcua.opcua.model import MeterModel, import_nodeset
 from emu_opcua.opcua.publisher import MeterPublisher
 from emu_opcua.opcua.sampling import UpdateRates
 from emu_opcua.opcua.security import configure_security
@@ -151,9 +151,14 @@ class GatewayServer:
         if store is None and self.history is not None:
             store = self.history.store
         subscriptions.install(self.server)  # deadbands, honest sampling intervals
+        add_in = None
+        if config.firmware_update and config.meters:
+            # DI SoftwareUpdate AddIn on every meter, built into the model's template
+            add_in = await software_update.prepare(self.server, await import_nodeset(self.server))
         self.model = await MeterModel.build(
             self.server, [m.name for m in config.meters], history=store is not None,
-            update_rates={m.name: UpdateRates.from_settings(poll_settings(m)) for m in config.meters})
+            update_rates={m.name: UpdateRates.from_settings(poll_settings(m)) for m in config.meters},
+            add_ins=[add_in.add_first] if add_in is not None else ())
         # DisplayName/Description in each session's locale; history per session
         localizer = localization.install(self.server, self.model, self.services, session_class=GatewaySession)
         await server_info.publish_identity(self.server, config, localizer.locales)
@@ -163,14 +168,12 @@ class GatewayServer:
             self.server, self.model, store, max_continuation_points=config.max_history_continuation_points)
         self.events = await events.install(self.server, self.model, self.history_service, store)
         update_nodes: dict = {}
-        if config.firmware_update and config.meters:
-            # DI SoftwareUpdate AddIn on every meter; its methods through the method seam
-            update_nodes, shared = await software_update.build(
-                self.server, {m.name: self.model.meters[m.name].object for m in config.meters},
-                self.model.namespace_index)
-            self.software_update = software_update.SoftwareUpdateService(shared)
+        if add_in is not None:
+            # the AddIns' methods through the method seam
+            update_nodes = {m.name: add_in.nodes(m.name) for m in config.meters}
+            self.software_update = software_update.SoftwareUpdateService(add_in.shared)
             self.software_update.register(self.methods)
-            di_idx = await self.server.get_namespace_index(software_update.di.DI_NAMESPACE_URI)
+            di_idx = add_in.di_idx
         # The address space is millions of long-lived objects; without this every full
         # garbage collection walks them all (a third of a 500-meter gateway's CPU).
         gc.collect()

@@ -180,9 +180,36 @@ def _arg(name: str, datatype: int, value_rank: int = -1, description: str = "") 
                        Description=ua.LocalizedText(description, "en"))
 
 
-async def build(server: Server, meters: Mapping[str, ua.NodeId], idx: int) -> tuple[dict[str, SoftwareUpdateNodes],
-                                                                                     SharedMethods]:
-    """The AddIn on every meter object (``meters``: name -> object node id)."""
+@frozen
+class AddIn:
+    """What the model needs to put the AddIn on every meter (see :meth:`MeterModel.build`):
+    the shared declarations, and :meth:`add_first` to build the first meter's, which the
+    model's template then copies for every other meter, sharing what is static."""
+
+    shared: SharedMethods
+    idx: int
+    di_idx: int
+
+    async def add_first(self, server: Server, name: str, meter_id: ua.NodeId) -> list[ua.NodeId]:
+        """Add meter ``name``'s AddIn with asyncua's AddNodes; returns the node ids added."""
+        items, method_refs = _addin_items(name, meter_id, self.idx, self.di_idx, self.shared)
+        session = server.get_objects_node().session
+        for item, result in zip(items, await session.add_nodes(items)):
+            if not result.StatusCode.is_good():
+                raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
+        # forward references only: the shared method would otherwise collect one inverse
+        # reference per meter, which browsing the method does not need
+        for item in method_refs:
+            _add_forward_reference(server.iserver.aspace, item)
+        return [item.RequestedNewNodeId for item in items]
+
+    def nodes(self, name: str) -> SoftwareUpdateNodes:
+        """The ids of meter ``name``'s AddIn nodes (the same scheme as every meter node)."""
+        return nodes_of(name, self.idx)
+
+
+async def prepare(server: Server, idx: int) -> AddIn:
+    """Import the DI subset and declare our two vendor types (once); ``idx``: our namespace."""
     di_idx = await import_di_nodeset(server)
     aspace = server.iserver.aspace
 
@@ -193,9 +220,8 @@ async def build(server: Server, meters: Mapping[str, ua.NodeId], idx: int) -> tu
     update_type, fallback_type = ua.NodeId(UPDATE_TYPE, idx), ua.NodeId(FALLBACK_TYPE, idx)
     update_firmware = ua.NodeId(f"{UPDATE_TYPE}.UpdateFirmware", idx)
     clear = ua.NodeId(f"{FALLBACK_TYPE}.Clear", idx)
-    items: list[ua.AddNodesItem] = []
     if update_type not in aspace:
-        items += [
+        items = [
             _object_type(update_type, d(di.SOFTWARE_UPDATE_TYPE), ua.QualifiedName(UPDATE_TYPE, idx)),
             _method(update_firmware, update_type, ua.QualifiedName("UpdateFirmware", idx), "UpdateFirmware"),
             _arguments(ua.NodeId(f"{UPDATE_TYPE}.UpdateFirmware.InputArguments", idx), update_firmware,
@@ -207,109 +233,124 @@ async def build(server: Server, meters: Mapping[str, ua.NodeId], idx: int) -> tu
             _object_type(fallback_type, d(di.SOFTWARE_VERSION_TYPE), ua.QualifiedName(FALLBACK_TYPE, idx)),
             _method(clear, fallback_type, ua.QualifiedName("Clear", idx), "Clear"),
         ]
+        session = server.get_objects_node().session
+        for item, result in zip(items, await session.add_nodes(items)):
+            if not result.StatusCode.is_good():
+                raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
     shared = SharedMethods(
         generate_file_for_write=ua.NodeId(ua.ObjectIds.TemporaryFileTransferType_GenerateFileForWrite),
         close_and_commit=ua.NodeId(ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit),
         file_write=ua.NodeId(ua.ObjectIds.FileType_Write), file_close=ua.NodeId(ua.ObjectIds.FileType_Close),
         get_update_behavior=d(189), install_software_package=d(265), resume=d(270), confirm=d(321),
         clear=clear, update_firmware=update_firmware)
+    return AddIn(shared, idx, di_idx)
 
-    built: dict[str, SoftwareUpdateNodes] = {}
-    method_refs: list[ua.AddReferencesItem] = []
 
-    def q(name: str) -> ua.QualifiedName:
-        return ua.QualifiedName(name, di_idx)
+def nodes_of(name: str, idx: int) -> SoftwareUpdateNodes:
+    """Meter ``name``'s AddIn node ids: ``<meter>.SoftwareUpdate.<path>`` in our namespace."""
 
-    for name, meter_id in meters.items():
-        def n(*path: str) -> ua.NodeId:
-            return ua.NodeId(".".join((name, ADDIN_NAME, *path)), idx)
+    def n(*path: str) -> ua.NodeId:
+        return ua.NodeId(".".join((name, ADDIN_NAME, *path)), idx)
 
-        addin, loading, transfer = n(), n("Loading"), n("Loading", "FileTransfer")
-        installation, confirmation = n("Installation"), n("Confirmation")
+    def version(which: str) -> VersionNodes:
+        return VersionNodes(*(n("Loading", which, prop) for prop in _VERSION_PROPERTIES))
+
+    return SoftwareUpdateNodes(
+        addin=n(), loading=n("Loading"), file_transfer=n("Loading", "FileTransfer"),
+        installation=n("Installation"), confirmation=n("Confirmation"), fallback=n("Loading", "FallbackVersion"),
+        current=version("CurrentVersion"), pending=version("PendingVersion"),
+        fallback_version=version("FallbackVersion"), error_message=n("Loading", "ErrorMessage"),
+        installation_state=n("Installation", "CurrentState"),
+        installation_state_id=n("Installation", "CurrentState", "Id"),
+        percent_complete=n("Installation", "PercentComplete"),
+        confirmation_state=n("Confirmation", "CurrentState"),
+        confirmation_state_id=n("Confirmation", "CurrentState", "Id"),
+        confirmation_timeout=n("Confirmation", "ConfirmationTimeout"), update_status=n("UpdateStatus"),
+        vendor_error_code=n("VendorErrorCode"))
+
+
+#: a SoftwareVersionType's properties: (browse name, data type, initial value), in VersionNodes' order
+_VERSION_PROPERTIES = ("Manufacturer", "ManufacturerUri", "SoftwareRevision", "Hash")
+_VERSION_PROPERTY_TYPES = {
+    "Manufacturer": (ua.ObjectIds.LocalizedText, ua.Variant(ua.LocalizedText("", "en"))),
+    "ManufacturerUri": (ua.ObjectIds.String, ua.Variant("", _VT.String)),
+    "SoftwareRevision": (ua.ObjectIds.String, ua.Variant("", _VT.String)),
+    "Hash": (ua.ObjectIds.ByteString, ua.Variant(b"", _VT.ByteString)),
+}
+
+
+def _addin_items(name: str, meter_id: ua.NodeId, idx: int, di_idx: int,
+                 shared: SharedMethods) -> tuple[list[ua.AddNodesItem], list[ua.AddReferencesItem]]:
+    """One meter's AddIn as AddNodes items, and its forward references to the shared methods."""
+    nodes = nodes_of(name, idx)
+    update_type, fallback_type = ua.NodeId(UPDATE_TYPE, idx), ua.NodeId(FALLBACK_TYPE, idx)
+
+    def d(i: int) -> ua.NodeId:
+        return ua.NodeId(i, di_idx)
+
+    def q(browse: str) -> ua.QualifiedName:
+        return ua.QualifiedName(browse, di_idx)
+
+    addin, loading, transfer = nodes.addin, nodes.loading, nodes.file_transfer
+    installation, confirmation = nodes.installation, nodes.confirmation
+    items = [
+        _object(addin, meter_id, ua.ObjectIds.HasAddIn, q(ADDIN_NAME), ADDIN_NAME, update_type),
+        _object(loading, addin, ua.ObjectIds.HasComponent, q("Loading"), "Loading", d(di.CACHED_LOADING_TYPE)),
+        _object(transfer, loading, ua.ObjectIds.HasComponent, q("FileTransfer"), "FileTransfer",
+                ua.NodeId(ua.ObjectIds.TemporaryFileTransferType)),
+        _variable(ua.NodeId(f"{transfer.Identifier}.ClientProcessingTimeout", idx), transfer,
+                  ua.ObjectIds.HasProperty, ua.QualifiedName("ClientProcessingTimeout", 0),
+                  ua.NodeId(ua.ObjectIds.Duration), ua.Variant(CLIENT_PROCESSING_TIMEOUT * 1000, _VT.Double),
+                  ua.ObjectIds.PropertyType),
+        _variable(nodes.error_message, loading, ua.ObjectIds.HasComponent, q("ErrorMessage"),
+                  ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText("", "en"))),
+        _variable(ua.NodeId(f"{loading.Identifier}.WriteBlockSize", idx), loading, ua.ObjectIds.HasProperty,
+                  q("WriteBlockSize"), ua.NodeId(ua.ObjectIds.UInt32), ua.Variant(65536, _VT.UInt32),
+                  ua.ObjectIds.PropertyType),
+        _object(installation, addin, ua.ObjectIds.HasComponent, q("Installation"), "Installation",
+                d(di.INSTALLATION_STATE_MACHINE_TYPE)),
+        _object(confirmation, addin, ua.ObjectIds.HasComponent, q("Confirmation"), "Confirmation",
+                d(di.CONFIRMATION_STATE_MACHINE_TYPE)),
+        _variable(nodes.update_status, addin, ua.ObjectIds.HasComponent, q("UpdateStatus"),
+                  ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText("Idle", "en"))),
+        _variable(nodes.vendor_error_code, addin, ua.ObjectIds.HasComponent, q("VendorErrorCode"),
+                  ua.NodeId(ua.ObjectIds.Int32), ua.Variant(0, _VT.Int32)),
+    ]
+    for which, version in (("CurrentVersion", nodes.current), ("PendingVersion", nodes.pending),
+                           ("FallbackVersion", nodes.fallback_version)):
+        obj = ua.NodeId(f"{loading.Identifier}.{which}", idx)
+        items.append(_object(obj, loading, ua.ObjectIds.HasComponent, q(which), which,
+                             fallback_type if which == "FallbackVersion" else d(di.SOFTWARE_VERSION_TYPE)))
+        for prop, node_id in zip(_VERSION_PROPERTIES, (version.manufacturer, version.manufacturer_uri,
+                                                       version.software_revision, version.hash)):
+            datatype, value = _VERSION_PROPERTY_TYPES[prop]
+            items.append(_variable(node_id, obj, ua.ObjectIds.HasProperty, q(prop), ua.NodeId(datatype),
+                                   value, ua.ObjectIds.PropertyType))
+    for parent, state, state_id, initial in (
+            (installation, nodes.installation_state, nodes.installation_state_id, "Idle"),
+            (confirmation, nodes.confirmation_state, nodes.confirmation_state_id, "NotWaitingForConfirm")):
         items += [
-            _object(addin, meter_id, ua.ObjectIds.HasAddIn, q(ADDIN_NAME), ADDIN_NAME, update_type),
-            _object(loading, addin, ua.ObjectIds.HasComponent, q("Loading"), "Loading", d(di.CACHED_LOADING_TYPE)),
-            _object(transfer, loading, ua.ObjectIds.HasComponent, q("FileTransfer"), "FileTransfer",
-                    ua.NodeId(ua.ObjectIds.TemporaryFileTransferType)),
-            _variable(n("Loading", "FileTransfer", "ClientProcessingTimeout"), transfer, ua.ObjectIds.HasProperty,
-                      ua.QualifiedName("ClientProcessingTimeout", 0), ua.NodeId(ua.ObjectIds.Duration),
-                      ua.Variant(CLIENT_PROCESSING_TIMEOUT * 1000, _VT.Double), ua.ObjectIds.PropertyType),
-            _variable(n("Loading", "ErrorMessage"), loading, ua.ObjectIds.HasComponent, q("ErrorMessage"),
-                      ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText("", "en"))),
-            _variable(n("Loading", "WriteBlockSize"), loading, ua.ObjectIds.HasProperty, q("WriteBlockSize"),
-                      ua.NodeId(ua.ObjectIds.UInt32), ua.Variant(65536, _VT.UInt32), ua.ObjectIds.PropertyType),
-            _object(installation, addin, ua.ObjectIds.HasComponent, q("Installation"), "Installation",
-                    d(di.INSTALLATION_STATE_MACHINE_TYPE)),
-            _object(confirmation, addin, ua.ObjectIds.HasComponent, q("Confirmation"), "Confirmation",
-                    d(di.CONFIRMATION_STATE_MACHINE_TYPE)),
-            _variable(n("UpdateStatus"), addin, ua.ObjectIds.HasComponent, q("UpdateStatus"),
-                      ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText("Idle", "en"))),
-            _variable(n("VendorErrorCode"), addin, ua.ObjectIds.HasComponent, q("VendorErrorCode"),
-                      ua.NodeId(ua.ObjectIds.Int32), ua.Variant(0, _VT.Int32)),
+            _variable(state, parent, ua.ObjectIds.HasComponent, ua.QualifiedName("CurrentState", 0),
+                      ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText(initial, "en")),
+                      ua.ObjectIds.FiniteStateVariableType),
+            _variable(state_id, state, ua.ObjectIds.HasProperty, ua.QualifiedName("Id", 0),
+                      ua.NodeId(ua.ObjectIds.NodeId), ua.Variant(ua.NodeId()), ua.ObjectIds.PropertyType),
         ]
-        versions = {}
-        for which in ("CurrentVersion", "PendingVersion", "FallbackVersion"):
-            obj = n("Loading", which)
-            items.append(_object(obj, loading, ua.ObjectIds.HasComponent, q(which), which,
-                                 fallback_type if which == "FallbackVersion" else d(di.SOFTWARE_VERSION_TYPE)))
-            ids = {}
-            for prop, datatype, value in (
-                    ("Manufacturer", ua.ObjectIds.LocalizedText, ua.Variant(ua.LocalizedText("", "en"))),
-                    ("ManufacturerUri", ua.ObjectIds.String, ua.Variant("", _VT.String)),
-                    ("SoftwareRevision", ua.ObjectIds.String, ua.Variant("", _VT.String)),
-                    ("Hash", ua.ObjectIds.ByteString, ua.Variant(b"", _VT.ByteString))):
-                ids[prop] = n("Loading", which, prop)
-                items.append(_variable(ids[prop], obj, ua.ObjectIds.HasProperty, q(prop), ua.NodeId(datatype),
-                                       value, ua.ObjectIds.PropertyType))
-            versions[which] = VersionNodes(ids["Manufacturer"], ids["ManufacturerUri"], ids["SoftwareRevision"],
-                                           ids["Hash"])
-        state_vars = {}
-        for machine, parent, initial in (("Installation", installation, "Idle"),
-                                         ("Confirmation", confirmation, "NotWaitingForConfirm")):
-            state = n(machine, "CurrentState")
-            items += [
-                _variable(state, parent, ua.ObjectIds.HasComponent, ua.QualifiedName("CurrentState", 0),
-                          ua.NodeId(ua.ObjectIds.LocalizedText), ua.Variant(ua.LocalizedText(initial, "en")),
-                          ua.ObjectIds.FiniteStateVariableType),
-                _variable(n(machine, "CurrentState", "Id"), state, ua.ObjectIds.HasProperty,
-                          ua.QualifiedName("Id", 0), ua.NodeId(ua.ObjectIds.NodeId), ua.Variant(ua.NodeId()),
-                          ua.ObjectIds.PropertyType),
-            ]
-            state_vars[machine] = (state, n(machine, "CurrentState", "Id"))
-        items += [
-            _variable(n("Installation", "PercentComplete"), installation, ua.ObjectIds.HasComponent,
-                      q("PercentComplete"), ua.NodeId(ua.ObjectIds.Byte), ua.Variant(0, _VT.Byte)),
-            _variable(n("Confirmation", "ConfirmationTimeout"), confirmation, ua.ObjectIds.HasComponent,
-                      q("ConfirmationTimeout"), ua.NodeId(ua.ObjectIds.Duration), ua.Variant(0.0, _VT.Double)),
-        ]
+    items += [
+        _variable(nodes.percent_complete, installation, ua.ObjectIds.HasComponent, q("PercentComplete"),
+                  ua.NodeId(ua.ObjectIds.Byte), ua.Variant(0, _VT.Byte)),
+        _variable(nodes.confirmation_timeout, confirmation, ua.ObjectIds.HasComponent, q("ConfirmationTimeout"),
+                  ua.NodeId(ua.ObjectIds.Duration), ua.Variant(0.0, _VT.Double)),
+    ]
+    method_refs = [
+        ua.AddReferencesItem(SourceNodeId=source, ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasComponent),
+                             IsForward=True, TargetNodeId=method, TargetNodeClass=ua.NodeClass.Method)
         for source, method in ((transfer, shared.generate_file_for_write), (transfer, shared.close_and_commit),
                                (loading, shared.get_update_behavior),
                                (installation, shared.install_software_package), (installation, shared.resume),
                                (confirmation, shared.confirm), (addin, shared.update_firmware),
-                               (n("Loading", "FallbackVersion"), shared.clear)):
-            method_refs.append(ua.AddReferencesItem(SourceNodeId=source, ReferenceTypeId=ua.NodeId(
-                ua.ObjectIds.HasComponent), IsForward=True, TargetNodeId=method, TargetNodeClass=ua.NodeClass.Method))
-        built[name] = SoftwareUpdateNodes(
-            addin=addin, loading=loading, file_transfer=transfer, installation=installation,
-            confirmation=confirmation, fallback=n("Loading", "FallbackVersion"),
-            current=versions["CurrentVersion"], pending=versions["PendingVersion"],
-            fallback_version=versions["FallbackVersion"], error_message=n("Loading", "ErrorMessage"),
-            installation_state=state_vars["Installation"][0], installation_state_id=state_vars["Installation"][1],
-            percent_complete=n("Installation", "PercentComplete"),
-            confirmation_state=state_vars["Confirmation"][0], confirmation_state_id=state_vars["Confirmation"][1],
-            confirmation_timeout=n("Confirmation", "ConfirmationTimeout"), update_status=n("UpdateStatus"),
-            vendor_error_code=n("VendorErrorCode"))
-    session = server.get_objects_node().session
-    for start in range(0, len(items), 5000):
-        batch = items[start:start + 5000]
-        for item, result in zip(batch, await session.add_nodes(batch)):
-            if not result.StatusCode.is_good():
-                raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
-    # forward references only: the shared method would otherwise collect one inverse
-    # reference per meter, which browsing the method does not need
-    for item in method_refs:
-        _add_forward_reference(aspace, item)
-    return built, shared
+                               (nodes.fallback, shared.clear))]
+    return items, method_refs
 
 
 def _add_forward_reference(aspace, item: ua.AddReferencesItem) -> None:
