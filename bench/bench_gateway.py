@@ -305,7 +305,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refresh: float = 1.0,
-                   refresh_timestamps: bool = False, history: bool = True) -> dict:
+                   refresh_timestamps: bool = False, history: bool = True, firmware_update: bool = True) -> dict:
     ports_file = tmp / f"ports-{n}.json"
     sim = Proc([PY, "-m", "emu_opcua", "simulate", "--meters", str(n), "--history-days", "1",
                 "--refresh-interval", str(refresh), "--ports-file", str(ports_file)], stderr=subprocess.DEVNULL)
@@ -320,7 +320,7 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
         cfg = tmp / f"gateway-{n}.toml"
         lines = [
             "[server]", 'host = "127.0.0.1"', f"port = {opc_port}", f'pki_dir = "{tmp / "pki"}"',
-            'security_policies = ["None"]', "",
+            'security_policies = ["None"]', f"firmware_update = {str(firmware_update).lower()}", "",
             "[defaults]", "fast_interval = 1.0", "extremes_interval = 5.0", "status_interval = 60.0",
             "datalog_interval = 60.0", f"refresh_timestamps = {str(refresh_timestamps).lower()}", "",
             "[history]", f"enabled = {str(history).lower()}", "",
@@ -387,6 +387,7 @@ async def run_size(n: int, window: float, tmp: Path, *, full: bool = True, refre
     finite = [x for x in lat if x != float("inf")]
     return {
         "meters": n,
+        "firmware_update": firmware_update,
         "build_s": ready["build_s"],
         "on_time_pct": _on_time_pct(stats),
         "sim_cpu_pct": sim_cpu_pct,
@@ -470,13 +471,13 @@ async def run_backfill(n: int, days: float, pages: int, tmp: Path, *, sim_procs:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["meters", "build s", "polls on time", "polls done", "gw CPU %", "sim CPU %", "RSS", "RSS/meter",
+    head = ["meters", "firmware update", "build s", "polls on time", "polls done", "gw CPU %", "sim CPU %", "RSS", "RSS/meter",
             "latency p50", "latency p95", "samples", "Read gw values/s", "ratio",
             "Read gw (polling paused)", "ratio", "Read bare values/s"]
     lines = [head]
     for r in rows:
         lines.append([
-            str(r["meters"]), f"{r['build_s']:.1f}", f"{r['on_time_pct']:.1f} %", f"{r['polls_done_pct']:.1f} %",
+            str(r["meters"]), _on(r["firmware_update"]), f"{r['build_s']:.1f}", f"{r['on_time_pct']:.1f} %", f"{r['polls_done_pct']:.1f} %",
             f"{r['cpu_pct']:.0f}", f"{r['sim_cpu_pct']:.0f}", f"{r['rss_kib'] / 1024:.0f} MB", f"{r['rss_per_meter_kib'] / 1024:.2f} MB",
             f"{r['lat_p50_ms']:.0f} ms", f"{r['lat_p95_ms']:.0f} ms", f"{r['lat_n']} ({r['lat_lost']} lost)",
             f"{r['gw_reads']:,.0f}", f"{r['ratio']:.2f}", f"{r['gw_reads_idle']:,.0f}",
@@ -492,7 +493,8 @@ def print_table(rows: list[dict]) -> None:
 
 
 async def orchestrate(sizes: list[int], window: float, refresh: float, polling_only: bool = False,
-                      refresh_timestamps: bool = False, history: bool = True) -> None:
+                      refresh_timestamps: bool = False, history: bool = True,
+                      firmware_updates: tuple[bool, ...] = (True,)) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if polling_only:
@@ -511,20 +513,29 @@ async def orchestrate(sizes: list[int], window: float, refresh: float, polling_o
                       flush=True)
             return
         # RSS per meter is marginal: the growth from a 10-meter gateway (same process
-        # layout, same code) divided by the extra meters, so the server's own standard
-        # address space and libraries are not billed to the meters.
-        print("... 10 meters (RSS baseline)", file=sys.stderr, flush=True)
-        base = await run_size(10, 5.0, Path(tmp), full=False, history=history)
+        # layout, same code, same firmware_update) divided by the extra meters, so the
+        # server's own standard address space and libraries are not billed to the meters.
+        bases = {}
+        for firmware in firmware_updates:
+            print(f"... 10 meters (RSS baseline, firmware_update {_on(firmware)})", file=sys.stderr, flush=True)
+            bases[firmware] = await run_size(10, 5.0, Path(tmp), full=False, history=history,
+                                             firmware_update=firmware)
         for n in sizes:
-            print(f"... {n} meters", file=sys.stderr, flush=True)
-            row = await run_size(n, window, Path(tmp), refresh=refresh, refresh_timestamps=refresh_timestamps,
-                                 history=history)
-            row["rss_per_meter_kib"] = (row["rss_kib"] - base["rss_kib"]) / (n - base["meters"])
-            rows.append(row)
+            for firmware in firmware_updates:  # side by side: one size with each setting in turn
+                print(f"... {n} meters, firmware_update {_on(firmware)}", file=sys.stderr, flush=True)
+                row = await run_size(n, window, Path(tmp), refresh=refresh, refresh_timestamps=refresh_timestamps,
+                                     history=history, firmware_update=firmware)
+                base = bases[firmware]
+                row["rss_per_meter_kib"] = (row["rss_kib"] - base["rss_kib"]) / (n - base["meters"])
+                rows.append(row)
     print(f"gateway benchmark: fast poll 1 s, meter register refresh {refresh:g} s, "
-          f"refresh_timestamps {str(refresh_timestamps).lower()}, history {'on' if history else 'off'}, "
+          f"refresh_timestamps {str(refresh_timestamps).lower()}, history {_on(history)}, "
           f"measurement window {window:.0f} s, {os.cpu_count()} cores shared by simulator, gateway and client")
     print_table(rows)
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def main() -> None:
@@ -537,6 +548,9 @@ def main() -> None:
                         help="serve every meter with refresh_timestamps = true (timestamps rewritten every poll)")
     parser.add_argument("--no-history", action="store_true",
                         help="serve with [history] enabled = false (the datalog is not synced into a store)")
+    parser.add_argument("--firmware-update", choices=["on", "off", "both"], default="on",
+                        help="serve with [server] firmware_update on, off, or both in turn (RSS of the DI "
+                             "SoftwareUpdate AddIn side by side)")
     parser.add_argument("--polling-only", action="store_true",
                         help="measure only the polling (on time, CPU, RSS): a quick check")
     parser.add_argument("--backfill", type=float, metavar="DAYS",
@@ -562,8 +576,9 @@ def main() -> None:
             for n in args.meters:
                 asyncio.run(run_backfill(n, args.backfill, args.pages, Path(tmp), sim_procs=args.sim_procs))
     else:
+        firmware = {"on": (True,), "off": (False,), "both": (True, False)}[args.firmware_update]
         asyncio.run(orchestrate(args.meters, args.window, args.refresh, args.polling_only, args.refresh_timestamps,
-                                not args.no_history))
+                                not args.no_history, firmware))
 
 
 if __name__ == "__main__":
