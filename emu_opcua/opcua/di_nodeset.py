@@ -26,10 +26,11 @@ from pathlib import Path
 
 from attrs import frozen
 
+from emu_opcua.opcua.nodeset_xml import NodeSetWriter, add_extension_object, add_texts, n, t, write_or_check
+
 DI_NAMESPACE_URI = "http://opcfoundation.org/UA/DI/"
 DI_MODEL_VERSION = "1.04.0"  # the subset follows DI 1.04
 PUBLICATION_DATE = "2025-01-01T00:00:00Z"  # ours: fixed so regenerating gives the same bytes
-UA_NAMESPACE_URI = "http://opcfoundation.org/UA/"
 NODESET_PATH = Path(__file__).resolve().parent.parent / "nodesets" / "DI.SoftwareUpdate.NodeSet2.xml"
 
 # --- the facts: DI numeric ids (namespace index 1 in the file) -----------------------------
@@ -162,171 +163,127 @@ OBJECT_TYPES: tuple[ObjectTypeFacts, ...] = (
 _NS1_DATATYPES = {UPDATE_BEHAVIOR}
 
 # --- XML ------------------------------------------------------------------------------------
-NS_NODESET = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
-NS_TYPES = "http://opcfoundation.org/UA/2008/02/Types.xsd"
-
-
-def _n(tag: str) -> str:
-    return f"{{{NS_NODESET}}}{tag}"
-
-
-def _t(tag: str) -> str:
-    return f"{{{NS_TYPES}}}{tag}"
 
 
 def _ref(i: int, ns0: bool = False) -> str:
     return f"i={i}" if ns0 else f"ns=1;i={i}"
 
 
-class _Writer:
-    def __init__(self) -> None:
-        ET.register_namespace("", NS_NODESET)
-        ET.register_namespace("uax", NS_TYPES)
-        self.root = ET.Element(_n("UANodeSet"), {"LastModified": PUBLICATION_DATE})
-        ET.SubElement(ET.SubElement(self.root, _n("NamespaceUris")), _n("Uri")).text = DI_NAMESPACE_URI
-        model = ET.SubElement(ET.SubElement(self.root, _n("Models")), _n("Model"), {
-            "ModelUri": DI_NAMESPACE_URI, "Version": DI_MODEL_VERSION, "PublicationDate": PUBLICATION_DATE})
-        ET.SubElement(model, _n("RequiredModel"), {"ModelUri": UA_NAMESPACE_URI, "Version": "1.04.7",
-                                                   "PublicationDate": "2020-07-15T00:00:00Z"})
-
-    def node(self, tag: str, node_id: str, browse: str, refs: list[tuple[int, str, bool]],
-             attrs: dict[str, str] | None = None, browse_ns: int = 1) -> ET.Element:
-        el = ET.SubElement(self.root, _n(tag), {"NodeId": node_id, "BrowseName": f"{browse_ns}:{browse}"
-                                                if browse_ns else browse, **(attrs or {})})
-        ET.SubElement(el, _n("DisplayName")).text = browse
-        references = ET.SubElement(el, _n("References"))
-        for ref_type, target, forward in refs:
-            a = {"ReferenceType": f"i={ref_type}"}
-            if not forward:
-                a["IsForward"] = "false"
-            ET.SubElement(references, _n("Reference"), a).text = target
-        return el
-
-    def to_bytes(self) -> bytes:
-        ET.indent(self.root, space="  ")
-        return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(self.root, encoding="utf-8") + b"\n"
+def _writer() -> NodeSetWriter:
+    return NodeSetWriter(DI_NAMESPACE_URI, DI_MODEL_VERSION, PUBLICATION_DATE)
 
 
-HAS_COMPONENT, HAS_PROPERTY, HAS_SUBTYPE, HAS_TYPE_DEFINITION, HAS_MODELLING_RULE = 47, 46, 45, 40, 37
+def _node(w: NodeSetWriter, tag: str, node_id: str, browse: str, refs: list[tuple[str, str, bool]],
+          attrs: dict[str, str] | None = None, browse_ns: int = 1) -> ET.Element:
+    """A DI node: its browse name is its only DisplayName (no locale), no Description."""
+    return w.node(tag, node_id, browse, [(None, browse)], refs, attrs, browse_ns=browse_ns)
+
+
+HAS_COMPONENT, HAS_PROPERTY, HAS_SUBTYPE = "i=47", "i=46", "i=45"
+HAS_TYPE_DEFINITION, HAS_MODELLING_RULE = "i=40", "i=37"
 
 
 def _datatype(i: int) -> str:
     return _ref(i) if i in _NS1_DATATYPES else _ref(i, ns0=True)
 
 
-def _arguments(w: _Writer, node_id: int, name: str, parent: str, args: tuple[Arg, ...]) -> None:
-    var = w.node("UAVariable", _ref(node_id), name,
-                 [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
-                  (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True), (HAS_PROPERTY, parent, False)],
-                 {"ParentNodeId": parent, "DataType": "i=296", "ValueRank": "1", "ArrayDimensions": str(len(args))},
-                 browse_ns=0)
-    values = ET.SubElement(ET.SubElement(var, _n("Value")), _t("ListOfExtensionObject"))
+def _arguments(w: NodeSetWriter, node_id: int, name: str, parent: str, args: tuple[Arg, ...]) -> None:
+    var = _node(w, "UAVariable", _ref(node_id), name,
+                [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
+                 (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True), (HAS_PROPERTY, parent, False)],
+                {"ParentNodeId": parent, "DataType": "i=296", "ValueRank": "1", "ArrayDimensions": str(len(args))},
+                browse_ns=0)
+    values = ET.SubElement(ET.SubElement(var, n("Value")), t("ListOfExtensionObject"))
     for arg in args:
-        ext = ET.SubElement(values, _t("ExtensionObject"))
-        ET.SubElement(ET.SubElement(ext, _t("TypeId")), _t("Identifier")).text = f"i={I_ARGUMENT_XML}"
-        body = ET.SubElement(ET.SubElement(ext, _t("Body")), _t("Argument"))
-        ET.SubElement(body, _t("Name")).text = arg.name
-        ET.SubElement(ET.SubElement(body, _t("DataType")), _t("Identifier")).text = _datatype(arg.datatype)
-        ET.SubElement(body, _t("ValueRank")).text = str(arg.value_rank)
-        ET.SubElement(body, _t("ArrayDimensions"))
-        ET.SubElement(body, _t("Description"))
+        body = add_extension_object(values, I_ARGUMENT_XML, "Argument")
+        ET.SubElement(body, t("Name")).text = arg.name
+        ET.SubElement(ET.SubElement(body, t("DataType")), t("Identifier")).text = _datatype(arg.datatype)
+        ET.SubElement(body, t("ValueRank")).text = str(arg.value_rank)
+        ET.SubElement(body, t("ArrayDimensions"))
+        ET.SubElement(body, t("Description"))
 
 
-def _child(w: _Writer, child: Child, parent: str) -> None:
+def _child(w: NodeSetWriter, child: Child, parent: str) -> None:
     node_id = _ref(child.id)
     back = HAS_PROPERTY if child.kind == "property" else HAS_COMPONENT
     rule = (HAS_MODELLING_RULE, _ref(child.modelling, True), True)
     if child.kind == "object":
-        w.node("UAObject", node_id, child.browse,
-               [(HAS_TYPE_DEFINITION, _ref(child.type_definition, child.ns0_type), True), rule,
-                (back, parent, False)], {"ParentNodeId": parent})
+        _node(w, "UAObject", node_id, child.browse,
+              [(HAS_TYPE_DEFINITION, _ref(child.type_definition, child.ns0_type), True), rule,
+               (back, parent, False)], {"ParentNodeId": parent})
     elif child.kind in ("variable", "property"):
         type_def = I_PROPERTY_TYPE if child.kind == "property" else I_BASE_DATA_VARIABLE_TYPE
         attrs = {"ParentNodeId": parent, "DataType": _datatype(child.datatype)}
         if child.value_rank != -1:
             attrs["ValueRank"] = str(child.value_rank)
-        w.node("UAVariable", node_id, child.browse,
-               [(HAS_TYPE_DEFINITION, _ref(type_def, True), True), rule, (back, parent, False)], attrs)
+        _node(w, "UAVariable", node_id, child.browse,
+              [(HAS_TYPE_DEFINITION, _ref(type_def, True), True), rule, (back, parent, False)], attrs)
     else:
         refs = [rule, (HAS_COMPONENT, parent, False)]
         if child.input_args_id:
             refs.append((HAS_PROPERTY, _ref(child.input_args_id), True))
         if child.output_args_id:
             refs.append((HAS_PROPERTY, _ref(child.output_args_id), True))
-        w.node("UAMethod", node_id, child.browse, refs, {"ParentNodeId": parent})
+        _node(w, "UAMethod", node_id, child.browse, refs, {"ParentNodeId": parent})
         if child.inputs:
             _arguments(w, child.input_args_id, "InputArguments", node_id, child.inputs)
         if child.outputs:
             _arguments(w, child.output_args_id, "OutputArguments", node_id, child.outputs)
 
 
-def generate() -> bytes:
-    w = _Writer()
-    # SoftwareVersionFileType (an enumeration) and UpdateBehavior (an option set of UInt32)
-    dt = w.node("UADataType", _ref(SOFTWARE_VERSION_FILE_TYPE), "SoftwareVersionFileType",
-                [(HAS_SUBTYPE, _ref(I_ENUMERATION, True), False), (HAS_PROPERTY, _ref(332), True)])
-    definition = ET.SubElement(dt, _n("Definition"), {"Name": "1:SoftwareVersionFileType"})
-    for value, name in enumerate(SOFTWARE_VERSION_FILE):
-        ET.SubElement(definition, _n("Field"), {"Name": name, "Value": str(value)})
-    es = w.node("UAVariable", _ref(332), "EnumStrings",
-                [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
-                 (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True),
-                 (HAS_PROPERTY, _ref(SOFTWARE_VERSION_FILE_TYPE), False)],
-                {"ParentNodeId": _ref(SOFTWARE_VERSION_FILE_TYPE), "DataType": "i=21", "ValueRank": "1",
-                 "ArrayDimensions": str(len(SOFTWARE_VERSION_FILE))}, browse_ns=0)
-    texts = ET.SubElement(ET.SubElement(es, _n("Value")), _t("ListOfLocalizedText"))
-    for name in SOFTWARE_VERSION_FILE:
-        lt = ET.SubElement(texts, _t("LocalizedText"))
-        ET.SubElement(lt, _t("Text")).text = name
-    ub = w.node("UADataType", _ref(UPDATE_BEHAVIOR), "UpdateBehavior",
-                [(HAS_SUBTYPE, _ref(I_OPTION_SET_UINT32, True), False), (HAS_PROPERTY, _ref(388), True)])
-    # (no Definition: a UInt32 option set is described by its OptionSetValues alone)
-    osv = w.node("UAVariable", _ref(388), "OptionSetValues",
+def _names_property(w: NodeSetWriter, node_id: int, browse: str, data_type: int, names: tuple[str, ...]) -> None:
+    """A data type's EnumStrings or OptionSetValues: its value names, a LocalizedText array."""
+    prop = _node(w, "UAVariable", _ref(node_id), browse,
                  [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
-                  (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True), (HAS_PROPERTY, _ref(UPDATE_BEHAVIOR), False)],
-                 {"ParentNodeId": _ref(UPDATE_BEHAVIOR), "DataType": "i=21", "ValueRank": "1",
-                  "ArrayDimensions": str(len(UPDATE_BEHAVIOR_BITS))}, browse_ns=0)
-    texts = ET.SubElement(ET.SubElement(osv, _n("Value")), _t("ListOfLocalizedText"))
-    for name in UPDATE_BEHAVIOR_BITS:
-        lt = ET.SubElement(texts, _t("LocalizedText"))
-        ET.SubElement(lt, _t("Text")).text = name
+                  (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True),
+                  (HAS_PROPERTY, _ref(data_type), False)],
+                 {"ParentNodeId": _ref(data_type), "DataType": "i=21", "ValueRank": "1",
+                  "ArrayDimensions": str(len(names))}, browse_ns=0)
+    add_texts(prop, names)
 
-    for t in OBJECT_TYPES:
-        type_id = _ref(t.id)
-        refs = [(HAS_SUBTYPE, _ref(t.base, t.base_ns0), False)]
-        refs += [(HAS_PROPERTY if c.kind == "property" else HAS_COMPONENT, _ref(c.id), True) for c in t.children]
+
+def generate() -> bytes:
+    w = _writer()
+    # SoftwareVersionFileType (an enumeration) and UpdateBehavior (an option set of UInt32)
+    enum = _node(w, "UADataType", _ref(SOFTWARE_VERSION_FILE_TYPE), "SoftwareVersionFileType",
+                 [(HAS_SUBTYPE, _ref(I_ENUMERATION, True), False), (HAS_PROPERTY, _ref(332), True)])
+    definition = ET.SubElement(enum, n("Definition"), {"Name": "1:SoftwareVersionFileType"})
+    for value, name in enumerate(SOFTWARE_VERSION_FILE):
+        ET.SubElement(definition, n("Field"), {"Name": name, "Value": str(value)})
+    _names_property(w, 332, "EnumStrings", SOFTWARE_VERSION_FILE_TYPE, SOFTWARE_VERSION_FILE)
+    _node(w, "UADataType", _ref(UPDATE_BEHAVIOR), "UpdateBehavior",
+          [(HAS_SUBTYPE, _ref(I_OPTION_SET_UINT32, True), False), (HAS_PROPERTY, _ref(388), True)])
+    # (no Definition: a UInt32 option set is described by its OptionSetValues alone)
+    _names_property(w, 388, "OptionSetValues", UPDATE_BEHAVIOR, UPDATE_BEHAVIOR_BITS)
+
+    for facts in OBJECT_TYPES:
+        type_id = _ref(facts.id)
+        refs = [(HAS_SUBTYPE, _ref(facts.base, facts.base_ns0), False)]
+        refs += [(HAS_PROPERTY if c.kind == "property" else HAS_COMPONENT, _ref(c.id), True) for c in facts.children]
         states = {INSTALLATION_STATE_MACHINE_TYPE: INSTALLATION_STATES,
-                  CONFIRMATION_STATE_MACHINE_TYPE: CONFIRMATION_STATES}.get(t.id, {})
+                  CONFIRMATION_STATE_MACHINE_TYPE: CONFIRMATION_STATES}.get(facts.id, {})
         refs += [(HAS_COMPONENT, _ref(ids[0]), True) for ids in states.values()]
-        w.node("UAObjectType", type_id, t.browse, refs, {"IsAbstract": "true"} if t.abstract else None)
-        for child in t.children:
+        _node(w, "UAObjectType", type_id, facts.browse, refs, {"IsAbstract": "true"} if facts.abstract else None)
+        for child in facts.children:
             _child(w, child, type_id)
         for i, (name, (state_id, number_id, number)) in enumerate(states.items()):
-            w.node("UAObject", _ref(state_id), name,
-                   [(HAS_TYPE_DEFINITION, _ref(I_INITIAL_STATE_TYPE if i == 0 else I_STATE_TYPE, True), True),
-                    (HAS_PROPERTY, _ref(number_id), True), (HAS_COMPONENT, type_id, False)],
-                   {"ParentNodeId": type_id})
-            num = w.node("UAVariable", _ref(number_id), "StateNumber",
-                         [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
-                          (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True), (HAS_PROPERTY, _ref(state_id), False)],
-                         {"ParentNodeId": _ref(state_id), "DataType": "i=7"}, browse_ns=0)
-            ET.SubElement(ET.SubElement(num, _n("Value")), _t("UInt32")).text = str(number)
+            _node(w, "UAObject", _ref(state_id), name,
+                  [(HAS_TYPE_DEFINITION, _ref(I_INITIAL_STATE_TYPE if i == 0 else I_STATE_TYPE, True), True),
+                   (HAS_PROPERTY, _ref(number_id), True), (HAS_COMPONENT, type_id, False)],
+                  {"ParentNodeId": type_id})
+            num = _node(w, "UAVariable", _ref(number_id), "StateNumber",
+                        [(HAS_TYPE_DEFINITION, _ref(I_PROPERTY_TYPE, True), True),
+                         (HAS_MODELLING_RULE, _ref(I_MANDATORY, True), True),
+                         (HAS_PROPERTY, _ref(state_id), False)],
+                        {"ParentNodeId": _ref(state_id), "DataType": "i=7"}, browse_ns=0)
+            ET.SubElement(ET.SubElement(num, n("Value")), t("UInt32")).text = str(number)
     return w.to_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    data = generate()
-    if "--check" in argv:
-        current = NODESET_PATH.read_bytes() if NODESET_PATH.exists() else b""
-        if current != data:
-            print(f"{NODESET_PATH} is stale; run python -m emu_opcua.opcua.di_nodeset", file=sys.stderr)
-            return 1
-        return 0
-    NODESET_PATH.write_bytes(data)
-    print(f"wrote {NODESET_PATH} ({len(data)} bytes)")
-    return 0
-
+    """Rewrite the committed NodeSet2 file (``--check``: only compare, exit 1 if stale)."""
+    return write_or_check(NODESET_PATH, generate(), "emu_opcua.opcua.di_nodeset",
+                          sys.argv[1:] if argv is None else argv)
 
 if __name__ == "__main__":
     sys.exit(main())

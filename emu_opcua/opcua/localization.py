@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from asyncua import Server, ua
 
 from emu_opcua.opcua import nodeset as ns
+from emu_opcua.opcua.nodeset_xml import n as nodeset_tag
 from emu_opcua.opcua.services import Services, ServiceSession
 
 if TYPE_CHECKING:
@@ -51,13 +52,8 @@ DEFAULT_LOCALE = "en"
 _DISPLAY_NAME = ua.AttributeIds.DisplayName
 _DESCRIPTION = ua.AttributeIds.Description
 _TYPE_PREFIX = ns.TYPE_NAME + "."
-_NODESET_NS = ns.NS_NODESET
 _NODE_TAGS = ("UAObject", "UAVariable", "UAObjectType", "UAVariableType", "UADataType",
               "UAReferenceType", "UAMethod", "UAView")
-
-
-def _tag(name: str) -> str:
-    return f"{{{_NODESET_NS}}}{name}"
 
 
 def _normalize(locale: str) -> str:
@@ -145,13 +141,13 @@ class Localizer:
         texts: dict[str, _Texts] = {}
         shared: dict[tuple[str, str], ua.LocalizedText] = {}  # one object per distinct text
         for tag in _NODE_TAGS:
-            for el in root.iter(_tag(tag)):
+            for el in root.iter(nodeset_tag(tag)):
                 node_id = el.get("NodeId", "")
                 if not node_id.startswith("ns=1;s="):
                     continue
                 entry = texts.setdefault(node_id[len("ns=1;s="):], _Texts())
                 for attr_tag, table in (("DisplayName", entry.display_name), ("Description", entry.description)):
-                    for text_el in el.findall(_tag(attr_tag)):
+                    for text_el in el.findall(nodeset_tag(attr_tag)):
                         locale, text = text_el.get("Locale") or "", text_el.text or ""
                         if locale:
                             table[locale] = shared.setdefault((locale, text), ua.LocalizedText(text, locale))

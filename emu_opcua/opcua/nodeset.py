@@ -35,15 +35,13 @@ from attrs import frozen
 
 from emu_opcua.meter.catalogue import CATALOGUE, MEASUREMENTS, WITH_EXTREMES, Quantity
 from emu_opcua.meter.units import UNECE_NAMESPACE_URI, Unit
+from emu_opcua.opcua.nodeset_xml import NodeSetWriter, add_extension_object, add_text, add_texts, n, t, write_or_check
 
 #: Our namespace: the type, its data type and every meter instance live in it.
 NAMESPACE_URI = "urn:emu-opcua:nodesets:EmuMeter"
 MODEL_VERSION = "1.0.0"
 #: Fixed, so regenerating gives the same bytes; bump together with MODEL_VERSION.
 PUBLICATION_DATE = "2025-01-01T00:00:00Z"
-UA_NAMESPACE_URI = "http://opcfoundation.org/UA/"
-UA_MODEL_VERSION = "1.04.7"
-UA_PUBLICATION_DATE = "2020-07-15T00:00:00Z"
 
 NODESET_PATH = Path(__file__).resolve().parent.parent / "nodesets" / "EmuMeter.NodeSet2.xml"
 
@@ -363,17 +361,6 @@ def event_type_properties(event_type: EventType) -> tuple[Member, ...]:
 
 
 # --- XML --------------------------------------------------------------------------------
-NS_NODESET = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
-NS_TYPES = "http://opcfoundation.org/UA/2008/02/Types.xsd"
-NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
-
-
-def _n(tag: str) -> str:
-    return f"{{{NS_NODESET}}}{tag}"
-
-
-def _t(tag: str) -> str:
-    return f"{{{NS_TYPES}}}{tag}"
 
 
 def type_node_id(*path: str) -> str:
@@ -387,58 +374,20 @@ def _datatype_ref(datatype: int | str) -> str:
     return f"ns=1;s={datatype}"
 
 
-class _Writer:
-    def __init__(self) -> None:
-        ET.register_namespace("", NS_NODESET)
-        ET.register_namespace("uax", NS_TYPES)
-        ET.register_namespace("xsi", NS_XSI)
-        self.root = ET.Element(_n("UANodeSet"), {"LastModified": PUBLICATION_DATE})
-        uris = ET.SubElement(self.root, _n("NamespaceUris"))
-        ET.SubElement(uris, _n("Uri")).text = NAMESPACE_URI
-        models = ET.SubElement(self.root, _n("Models"))
-        model = ET.SubElement(models, _n("Model"), {
-            "ModelUri": NAMESPACE_URI, "Version": MODEL_VERSION, "PublicationDate": PUBLICATION_DATE})
-        ET.SubElement(model, _n("RequiredModel"), {
-            "ModelUri": UA_NAMESPACE_URI, "Version": UA_MODEL_VERSION, "PublicationDate": UA_PUBLICATION_DATE})
-        aliases = ET.SubElement(self.root, _n("Aliases"))
-        for alias, node_id in ALIASES.items():
-            ET.SubElement(aliases, _n("Alias"), {"Alias": alias}).text = node_id
-
-    def node(self, tag: str, node_id: str, browse: str, en: str, de: str, desc_en: str, desc_de: str,
-             refs: list[tuple[str, str, bool]], attrs: dict[str, str] | None = None,
-             browse_ns: int = 1) -> ET.Element:
-        el = ET.SubElement(self.root, _n(tag), {
-            "NodeId": node_id, "BrowseName": f"{browse_ns}:{browse}" if browse_ns else browse, **(attrs or {})})
-        # asyncua keeps the last DisplayName / Description of a node: English goes last.
-        for locale, text in (("de", de), ("en", en)):
-            ET.SubElement(el, _n("DisplayName"), {"Locale": locale}).text = text
-        for locale, text in (("de", desc_de), ("en", desc_en)):
-            ET.SubElement(el, _n("Description"), {"Locale": locale}).text = text
-        references = ET.SubElement(el, _n("References"))
-        for ref_type, target, forward in refs:
-            attrs_ = {"ReferenceType": ref_type}
-            if not forward:
-                attrs_["IsForward"] = "false"
-            ET.SubElement(references, _n("Reference"), attrs_).text = target
-        return el
-
-    def to_bytes(self) -> bytes:
-        ET.indent(self.root, space="  ")
-        return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(self.root, encoding="utf-8",
-                                                                          xml_declaration=False) + b"\n"
+def _writer() -> NodeSetWriter:
+    return NodeSetWriter(NAMESPACE_URI, MODEL_VERSION, PUBLICATION_DATE, ALIASES)
 
 
-def _lt(parent: ET.Element, tag: str, text: str, locale: str = "en") -> None:
-    el = ET.SubElement(parent, _t(tag))
-    ET.SubElement(el, _t("Locale")).text = locale
-    ET.SubElement(el, _t("Text")).text = text
+def _node(w: NodeSetWriter, tag: str, node_id: str, browse: str, en: str, de: str, desc_en: str, desc_de: str,
+          refs: list[tuple[str, str, bool]], attrs: dict[str, str] | None = None,
+          browse_ns: int = 1) -> ET.Element:
+    """A node of ours, named in German and English (English last: asyncua keeps the last)."""
+    return w.node(tag, node_id, browse, (("de", de), ("en", en)), refs, attrs,
+                  descriptions=(("de", desc_de), ("en", desc_en)), browse_ns=browse_ns)
 
 
 def _ext_value(variable: ET.Element, type_xml: int, body_tag: str) -> ET.Element:
-    value = ET.SubElement(variable, _n("Value"))
-    ext = ET.SubElement(value, _t("ExtensionObject"))
-    ET.SubElement(ET.SubElement(ext, _t("TypeId")), _t("Identifier")).text = f"i={type_xml}"
-    return ET.SubElement(ET.SubElement(ext, _t("Body")), _t(body_tag))
+    return add_extension_object(ET.SubElement(variable, n("Value")), type_xml, body_tag)
 
 
 def _fmt(x: float) -> str:
@@ -455,31 +404,30 @@ def eu_description(unit) -> tuple[str, str]:
 EURANGE_DESCRIPTION = ("Range the value normally lies in", "Üblicher Wertebereich")
 
 
-def _write_analog_properties(w: _Writer, member: Member, node_id: str) -> None:
+def _analog_property(w: NodeSetWriter, parent: str, browse: str, description: tuple[str, str],
+                     data_type: str, type_xml: int) -> ET.Element:
+    """An analog item's EngineeringUnits or EURange property; returns its value's body."""
+    prop = _node(w, "UAVariable", f"{parent}.{browse}", browse, browse, browse, *description,
+                 [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                  ("HasModellingRule", f"i={I_MANDATORY}", True),
+                  ("HasProperty", parent, False)],
+                 {"ParentNodeId": parent, "DataType": data_type, "AccessLevel": "1",
+                  "UserAccessLevel": "1"}, browse_ns=0)
+    return _ext_value(prop, type_xml, data_type)
+
+
+def _write_analog_properties(w: NodeSetWriter, member: Member, node_id: str) -> None:
     if member.unit is not None:
-        eu = w.node("UAVariable", f"{node_id}.EngineeringUnits", "EngineeringUnits",
-                    "EngineeringUnits", "EngineeringUnits", *eu_description(member.unit),
-                    [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
-                     ("HasModellingRule", f"i={I_MANDATORY}", True),
-                     ("HasProperty", node_id, False)],
-                    {"ParentNodeId": node_id, "DataType": "EUInformation", "AccessLevel": "1",
-                     "UserAccessLevel": "1"}, browse_ns=0)
-        body = _ext_value(eu, I_EUINFORMATION_XML, "EUInformation")
-        ET.SubElement(body, _t("NamespaceUri")).text = UNECE_NAMESPACE_URI
-        ET.SubElement(body, _t("UnitId")).text = str(member.unit.unece_id)
-        _lt(body, "DisplayName", member.unit.symbol)
-        _lt(body, "Description", member.unit.name_en)
+        body = _analog_property(w, node_id, "EngineeringUnits", eu_description(member.unit),
+                                "EUInformation", I_EUINFORMATION_XML)
+        ET.SubElement(body, t("NamespaceUri")).text = UNECE_NAMESPACE_URI
+        ET.SubElement(body, t("UnitId")).text = str(member.unit.unece_id)
+        add_text(body, "DisplayName", member.unit.symbol, "en")
+        add_text(body, "Description", member.unit.name_en, "en")
     if member.eu_range is not None:
-        rng = w.node("UAVariable", f"{node_id}.EURange", "EURange", "EURange", "EURange",
-                     *EURANGE_DESCRIPTION,
-                     [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
-                      ("HasModellingRule", f"i={I_MANDATORY}", True),
-                      ("HasProperty", node_id, False)],
-                     {"ParentNodeId": node_id, "DataType": "Range", "AccessLevel": "1",
-                      "UserAccessLevel": "1"}, browse_ns=0)
-        body = _ext_value(rng, I_RANGE_XML, "Range")
-        ET.SubElement(body, _t("Low")).text = _fmt(member.eu_range[0])
-        ET.SubElement(body, _t("High")).text = _fmt(member.eu_range[1])
+        body = _analog_property(w, node_id, "EURange", EURANGE_DESCRIPTION, "Range", I_RANGE_XML)
+        ET.SubElement(body, t("Low")).text = _fmt(member.eu_range[0])
+        ET.SubElement(body, t("High")).text = _fmt(member.eu_range[1])
 
 
 def member_reference(member: Member) -> str:
@@ -494,45 +442,43 @@ def member_type_definition(member: Member) -> int:
 
 def generate() -> bytes:
     """The NodeSet2 XML of the EmuMeter model, as committed in ``emu_opcua/nodesets``."""
-    w = _Writer()
+    w = _writer()
     # DeviceHealthEnumeration (DI's values, in our namespace)
     dt_id = f"ns=1;s={DEVICE_HEALTH_TYPE}"
-    dt = w.node("UADataType", dt_id, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE,
-                "Device health as defined by OPC UA DI (OPC 10000-100)",
-                "Gerätezustand nach OPC UA DI (OPC 10000-100)",
-                [("HasSubtype", f"i={I_ENUMERATION}", False),
-                 ("HasProperty", f"{dt_id}.EnumStrings", True)])
-    definition = ET.SubElement(dt, _n("Definition"), {"Name": f"1:{DEVICE_HEALTH_TYPE}"})
+    dt = _node(w, "UADataType", dt_id, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE, DEVICE_HEALTH_TYPE,
+               "Device health as defined by OPC UA DI (OPC 10000-100)",
+               "Gerätezustand nach OPC UA DI (OPC 10000-100)",
+               [("HasSubtype", f"i={I_ENUMERATION}", False),
+                ("HasProperty", f"{dt_id}.EnumStrings", True)])
+    definition = ET.SubElement(dt, n("Definition"), {"Name": f"1:{DEVICE_HEALTH_TYPE}"})
     for value, name in enumerate(DEVICE_HEALTH):
-        ET.SubElement(definition, _n("Field"), {"Name": name, "Value": str(value)})
-    es = w.node("UAVariable", f"{dt_id}.EnumStrings", "EnumStrings", "EnumStrings", "EnumStrings",
-                "Names of the values", "Namen der Werte",
-                [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
-                 ("HasModellingRule", f"i={I_MANDATORY}", True),
-                 ("HasProperty", dt_id, False)],
-                {"ParentNodeId": dt_id, "DataType": "LocalizedText", "ValueRank": "1",
-                 "ArrayDimensions": str(len(DEVICE_HEALTH))}, browse_ns=0)
-    texts = ET.SubElement(ET.SubElement(es, _n("Value")), _t("ListOfLocalizedText"))
-    for name in DEVICE_HEALTH:
-        _lt(texts, "LocalizedText", name)
+        ET.SubElement(definition, n("Field"), {"Name": name, "Value": str(value)})
+    es = _node(w, "UAVariable", f"{dt_id}.EnumStrings", "EnumStrings", "EnumStrings", "EnumStrings",
+               "Names of the values", "Namen der Werte",
+               [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                ("HasModellingRule", f"i={I_MANDATORY}", True),
+                ("HasProperty", dt_id, False)],
+               {"ParentNodeId": dt_id, "DataType": "LocalizedText", "ValueRank": "1",
+                "ArrayDimensions": str(len(DEVICE_HEALTH))}, browse_ns=0)
+    add_texts(es, DEVICE_HEALTH, "en")
 
     # EmuMeterType
     type_id = type_node_id()
-    w.node("UAObjectType", type_id, TYPE_NAME, TYPE_NAME, TYPE_NAME,
-           "An EMU Professional II TCP/IP electricity meter",
-           "Ein Elektrizitätszähler EMU Professional II TCP/IP",
-           [("HasSubtype", f"i={I_BASE_OBJECT_TYPE}", False)]
-           + [("HasComponent", type_node_id(g.browse_name), True) for g in TYPE_GROUPS])
+    _node(w, "UAObjectType", type_id, TYPE_NAME, TYPE_NAME, TYPE_NAME,
+          "An EMU Professional II TCP/IP electricity meter",
+          "Ein Elektrizitätszähler EMU Professional II TCP/IP",
+          [("HasSubtype", f"i={I_BASE_OBJECT_TYPE}", False)]
+          + [("HasComponent", type_node_id(g.browse_name), True) for g in TYPE_GROUPS])
     for group in TYPE_GROUPS:
         group_id = type_node_id(group.browse_name)
-        w.node("UAObject", group_id, group.browse_name, group.display_en, group.display_de,
-               group.description_en, group.description_de,
-               [("HasTypeDefinition", f"i={I_FOLDER_TYPE}", True),
-                ("HasModellingRule", f"i={I_MANDATORY}", True),
-                ("HasComponent", type_id, False)]
-               + [(member_reference(m), type_node_id(group.browse_name, m.browse_name), True)
-                  for m in group.members],
-               {"ParentNodeId": type_id})
+        _node(w, "UAObject", group_id, group.browse_name, group.display_en, group.display_de,
+              group.description_en, group.description_de,
+              [("HasTypeDefinition", f"i={I_FOLDER_TYPE}", True),
+               ("HasModellingRule", f"i={I_MANDATORY}", True),
+               ("HasComponent", type_id, False)]
+              + [(member_reference(m), type_node_id(group.browse_name, m.browse_name), True)
+                 for m in group.members],
+              {"ParentNodeId": type_id})
         for m in group.members:
             node_id = type_node_id(group.browse_name, m.browse_name)
             children = []
@@ -541,53 +487,42 @@ def generate() -> bytes:
                     children.append(("HasProperty", f"{node_id}.EngineeringUnits", True))
                 if m.eu_range is not None:
                     children.append(("HasProperty", f"{node_id}.EURange", True))
-            w.node("UAVariable", node_id, m.browse_name, m.display_en, m.display_de,
-                   m.description_en, m.description_de,
-                   [("HasTypeDefinition", f"i={member_type_definition(m)}", True),
-                    ("HasModellingRule", f"i={I_MANDATORY if m.mandatory else I_OPTIONAL}", True),
-                    (member_reference(m), group_id, False)] + children,
-                   {"ParentNodeId": group_id, "DataType": _datatype_ref(m.datatype),
-                    "AccessLevel": "1", "UserAccessLevel": "1"})
+            _node(w, "UAVariable", node_id, m.browse_name, m.display_en, m.display_de,
+                  m.description_en, m.description_de,
+                  [("HasTypeDefinition", f"i={member_type_definition(m)}", True),
+                   ("HasModellingRule", f"i={I_MANDATORY if m.mandatory else I_OPTIONAL}", True),
+                   (member_reference(m), group_id, False)] + children,
+                  {"ParentNodeId": group_id, "DataType": _datatype_ref(m.datatype),
+                   "AccessLevel": "1", "UserAccessLevel": "1"})
             if m.kind == "analog":
                 _write_analog_properties(w, m, node_id)
     _write_event_types(w)
     return w.to_bytes()
 
 
-def _write_event_types(w: _Writer) -> None:
-    for t in EVENT_TYPES:
-        type_id = f"ns=1;s={t.browse_name}"
-        parent = f"i={t.parent}" if isinstance(t.parent, int) else f"ns=1;s={t.parent}"
-        w.node("UAObjectType", type_id, t.browse_name, t.browse_name, t.browse_name,
-               t.description_en, t.description_de,
-               [("HasSubtype", parent, False)]
-               + [("HasProperty", f"{type_id}.{p.browse_name}", True) for p in t.properties],
-               {"IsAbstract": "true"} if t.abstract else None)
-        for p in t.properties:
-            w.node("UAVariable", f"{type_id}.{p.browse_name}", p.browse_name, p.display_en, p.display_de,
-                   p.description_en, p.description_de,
-                   [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
-                    ("HasModellingRule", f"i={I_MANDATORY}", True),
-                    ("HasProperty", type_id, False)],
-                   {"ParentNodeId": type_id, "DataType": _datatype_ref(p.datatype),
-                    "AccessLevel": "1", "UserAccessLevel": "1"})
+def _write_event_types(w: NodeSetWriter) -> None:
+    for event_type in EVENT_TYPES:
+        type_id = f"ns=1;s={event_type.browse_name}"
+        parent = f"i={event_type.parent}" if isinstance(event_type.parent, int) else f"ns=1;s={event_type.parent}"
+        _node(w, "UAObjectType", type_id, event_type.browse_name, event_type.browse_name, event_type.browse_name,
+              event_type.description_en, event_type.description_de,
+              [("HasSubtype", parent, False)]
+              + [("HasProperty", f"{type_id}.{p.browse_name}", True) for p in event_type.properties],
+              {"IsAbstract": "true"} if event_type.abstract else None)
+        for p in event_type.properties:
+            _node(w, "UAVariable", f"{type_id}.{p.browse_name}", p.browse_name, p.display_en, p.display_de,
+                  p.description_en, p.description_de,
+                  [("HasTypeDefinition", f"i={I_PROPERTY_TYPE}", True),
+                   ("HasModellingRule", f"i={I_MANDATORY}", True),
+                   ("HasProperty", type_id, False)],
+                  {"ParentNodeId": type_id, "DataType": _datatype_ref(p.datatype),
+                   "AccessLevel": "1", "UserAccessLevel": "1"})
 
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the committed NodeSet2 file (``--check``: only compare, exit 1 if stale)."""
-    argv = sys.argv[1:] if argv is None else argv
-    data = generate()
-    if "--check" in argv:
-        current = NODESET_PATH.read_bytes() if NODESET_PATH.exists() else b""
-        if current != data:
-            print(f"{NODESET_PATH} is stale; run python -m emu_opcua.opcua.nodeset", file=sys.stderr)
-            return 1
-        return 0
-    NODESET_PATH.parent.mkdir(parents=True, exist_ok=True)
-    NODESET_PATH.write_bytes(data)
-    print(f"wrote {NODESET_PATH} ({len(data)} bytes)")
-    return 0
-
+    return write_or_check(NODESET_PATH, generate(), "emu_opcua.opcua.nodeset",
+                          sys.argv[1:] if argv is None else argv)
 
 if __name__ == "__main__":
     sys.exit(main())

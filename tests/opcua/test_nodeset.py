@@ -8,8 +8,9 @@ from emu_opcua.history.events import KINDS
 from emu_opcua.meter.catalogue import MEASUREMENTS, WITH_EXTREMES
 from emu_opcua.opcua import nodeset
 from emu_opcua.opcua.nodeset import NAMESPACE_URI, NODESET_PATH, generate
+from emu_opcua.opcua.nodeset_xml import NS_NODESET, NS_TYPES
 
-NS = {"n": nodeset.NS_NODESET, "uax": nodeset.NS_TYPES}
+NS = {"n": NS_NODESET, "uax": NS_TYPES}
 
 
 def test_committed_file_equals_generated():
