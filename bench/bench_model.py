@@ -112,7 +112,7 @@ async def check() -> int:
             waiting: list = []
             references: list = []
             m._meter_items(name, built.namespace_index, built.folder, items, waiting, True, HISTORY, references)
-            await m._add_nodes(server, items)
+            await m.add_nodes(server, items)
             await m._add_references(server, references)
             for node_id in waiting:
                 await server.write_attribute_value(node_id, ua.DataValue(StatusCode=m._WAITING))

@@ -140,7 +140,7 @@ class MeterModel:
         built: dict[str, MeterNodes] = {}
         if not names:
             if items:
-                await _add_nodes(server, items)
+                await add_nodes(server, items)
             return cls(server, idx, folder, built)
         # The first meter through asyncua's AddNodes (with the folder, if new): the template.
         waiting: list[ua.NodeId] = []
@@ -149,7 +149,7 @@ class MeterModel:
         references: list[ua.AddReferencesItem] = []
         first = _meter_items(names[0], idx, folder, items, waiting, extremes, history, references,
                              rates.get(names[0], default_rates), groups)
-        await _add_nodes(server, items)
+        await add_nodes(server, items)
         await _add_references(server, references)
         dv = ua.DataValue(StatusCode=_WAITING)
         for node_id in waiting:
@@ -336,7 +336,8 @@ _DESCRIPTION = ua.AttributeIds.Description
 _MINIMUM_SAMPLING_INTERVAL = ua.AttributeIds.MinimumSamplingInterval
 
 
-async def _add_nodes(server: Server, items: list[ua.AddNodesItem]) -> None:
+async def add_nodes(server: Server, items: list[ua.AddNodesItem]) -> None:
+    """asyncua's AddNodes, raising ValueError naming the first node it refused."""
     results = await server.get_objects_node().session.add_nodes(items)
     for item, result in zip(items, results):
         if not result.StatusCode.is_good():

@@ -50,6 +50,7 @@ from emu_opcua.firmware.update import Phase, SlotState, running_slot, secondary_
 from emu_opcua.firmware.updater import FirmwareUpdater, Progress
 from emu_opcua.opcua import di_nodeset as di
 from emu_opcua.opcua import nodeset as ns
+from emu_opcua.opcua.model import add_nodes
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,7 @@ class AddIn:
     async def add_first(self, server: Server, name: str, meter_id: ua.NodeId) -> list[ua.NodeId]:
         """Add meter ``name``'s AddIn with asyncua's AddNodes; returns the node ids added."""
         items, method_refs = _addin_items(name, meter_id, self.idx, self.di_idx, self.shared)
-        session = server.get_objects_node().session
-        for item, result in zip(items, await session.add_nodes(items)):
-            if not result.StatusCode.is_good():
-                raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
+        await add_nodes(server, items)
         # forward references only: the shared method would otherwise collect one inverse
         # reference per meter, which browsing the method does not need
         for item in method_refs:
@@ -233,10 +231,7 @@ async def prepare(server: Server, idx: int) -> AddIn:
             _object_type(fallback_type, d(di.SOFTWARE_VERSION_TYPE), ua.QualifiedName(FALLBACK_TYPE, idx)),
             _method(clear, fallback_type, ua.QualifiedName("Clear", idx), "Clear"),
         ]
-        session = server.get_objects_node().session
-        for item, result in zip(items, await session.add_nodes(items)):
-            if not result.StatusCode.is_good():
-                raise ValueError(f"cannot add node {item.RequestedNewNodeId}: {result.StatusCode.name}")
+        await add_nodes(server, items)
     shared = SharedMethods(
         generate_file_for_write=ua.NodeId(ua.ObjectIds.TemporaryFileTransferType_GenerateFileForWrite),
         close_and_commit=ua.NodeId(ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit),
